@@ -1,0 +1,47 @@
+# The two commands a newcomer needs:  make demo   and   make test
+# Each creates .venv (if missing or stale) and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format proto proto-check bench clean setup
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Train on the embedded synthetic data, serve it over gRPC, query it, stop.
+demo: $(STAMP)
+	$(BIN)/sasrec demo
+
+## The test suite (slow end-to-end runs excluded; `make test PYTEST_ARGS="-m slow"` runs them).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Regenerate the gRPC/protobuf code from protos/ (the .proto is the contract).
+proto: $(STAMP)
+	$(BIN)/python -m sasrec.serving.codegen
+
+## Fail if the checked-in generated code differs from what protos/ produces.
+proto-check: $(STAMP)
+	$(BIN)/python -m sasrec.serving.codegen --check
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

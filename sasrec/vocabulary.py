@@ -1,0 +1,97 @@
+"""Raw item id <-> model index mapping saved beside every model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sasrec.io import atomic_write_text
+
+
+class ItemVocabulary:
+    """Maps opaque raw item ids (strings) to model indices 1..N (0 is padding).
+
+    Args:
+        item_ids: Raw ids in index order: ``item_ids[i]`` gets index ``i + 1``.
+
+    Example:
+        >>> vocab = ItemVocabulary(["sku-7", "sku-3"])
+        >>> vocab.encode(["sku-3", "nope"])
+        (array([2, 0], dtype=int32), ['nope'])
+        >>> vocab.decode([1])
+        ['sku-7']
+    """
+
+    FORMAT = "sasrec.vocabulary.v1"
+
+    def __init__(self, item_ids: Sequence[str]) -> None:
+        ids = [str(i) for i in item_ids]
+        self._ids = ids
+        self._index = {raw: i + 1 for i, raw in enumerate(ids)}
+        if len(self._index) != len(ids):
+            seen: set[str] = set()
+            dup = next(x for x in ids if x in seen or seen.add(x))
+            raise ValueError(f"item_ids must be unique, received duplicate id {dup!r}")
+        if any(raw == "" for raw in ids):
+            raise ValueError("item_ids must not contain the empty string")
+        self._ids_array = np.asarray(ids, dtype=object)
+
+    @property
+    def num_items(self) -> int:
+        """N, the number of real items (indices 1..N)."""
+        return len(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, raw_id: object) -> bool:
+        return str(raw_id) in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ItemVocabulary) and self._ids == other._ids
+
+    @property
+    def item_ids(self) -> list[str]:
+        """Raw ids in index order (index ``i + 1`` for position ``i``)."""
+        return list(self._ids)
+
+    def index(self, raw_id: str) -> int:
+        """Index of one raw id, 0 if unknown."""
+        return self._index.get(str(raw_id), 0)
+
+    def encode(self, raw_ids: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+        """Encodes raw ids; unknown ones map to 0 and are also returned."""
+        raw = [str(r) for r in raw_ids]
+        idx = np.fromiter((self._index.get(r, 0) for r in raw), dtype=np.int32, count=len(raw))
+        unknown = [r for r, i in zip(raw, idx) if i == 0]
+        return idx, unknown
+
+    def decode(self, indices: Iterable[int]) -> list[str]:
+        """Raw ids of indices 1..N (0 and out-of-range indices raise)."""
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
+        if idx.size and (idx.min() < 1 or idx.max() > len(self._ids)):
+            raise ValueError(f"indices must be in 1..{len(self._ids)}, received {idx.tolist()}")
+        return self._ids_array[idx.astype(np.int64) - 1].tolist()
+
+    def to_json(self) -> str:
+        return json.dumps({"format": self.FORMAT, "item_ids": self._ids})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the vocabulary as JSON, atomically."""
+        atomic_write_text(Path(path), self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ItemVocabulary:
+        """Reads a vocabulary written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a vocabulary JSON file ({err})") from err
+        if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
+            raise ValueError(f"{path}: expected format {cls.FORMAT!r}")
+        return cls(data["item_ids"])
