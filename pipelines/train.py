@@ -209,7 +209,9 @@ def evaluate_split(
     train = split.train
     scorers = {
         "sasrec": Scorer(model),
-        "popularity": PopularityRecommender(num_items).fit(offsets=train.offsets, items=train.items),
+        "popularity": PopularityRecommender(num_items).fit(
+            offsets=train.offsets, items=train.items
+        ),
         "markov": MarkovRecommender(num_items).fit(offsets=train.offsets, items=train.items),
     }
     result: dict[str, Any] = {"cases": which, "num_users": len(cases)}
@@ -276,7 +278,9 @@ def format_evaluation(evaluation: dict[str, Any]) -> str:
     ):
         if protocol in evaluation:
             table = format_report(evaluation[protocol])
-            parts.append(f"{title} — {evaluation['cases']} ({evaluation['num_users']} users)\n{table}")
+            parts.append(
+                f"{title} — {evaluation['cases']} ({evaluation['num_users']} users)\n{table}"
+            )
     verdict = sasrec_verdict(evaluation)
     if verdict:
         parts.append(verdict)
@@ -371,9 +375,11 @@ def run_training(
         state_dir=checkpoint,
         verbose=bool(train.verbose),
     )
+    # Validation first: its state is saved before the backup of the same epoch,
+    # so a resumed run never lacks the validation of an epoch it will skip.
     callbacks: list[Any] = [
-        keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True),
         validation,
+        keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True),
     ]
     if train.tensorboard:
         run_name = time.strftime("%Y%m%d-%H%M%S")

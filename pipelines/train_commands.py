@@ -31,6 +31,9 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split", choices=["leave_one_out", "temporal"], default="leave_one_out")
     g.add_argument("--test-cutoff", type=float, help="temporal split: unix time")
     g.add_argument("--valid-cutoff", type=float, help="temporal split: unix time")
+    g.add_argument("--synthetic-users", type=int, default=4000, help="size of the embedded log")
+    g.add_argument("--synthetic-items", type=int, default=1000, help="size of the embedded log")
+    g.add_argument("--synthetic-seed", type=int, default=0, help="seed of the embedded log")
 
 
 def _column(value: str | None) -> Any:
@@ -76,6 +79,9 @@ def data_options_from_args(args: argparse.Namespace) -> Any:
         split=args.split,
         test_cutoff=args.test_cutoff,
         valid_cutoff=args.valid_cutoff,
+        synthetic_users=args.synthetic_users,
+        synthetic_items=args.synthetic_items,
+        synthetic_seed=args.synthetic_seed,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +111,17 @@ class ValidationCallback(keras.callbacks.Callback):
             num_bootstrap=0,
         )
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        # A run killed after validating epoch e but before its backup was written
+        # resumes at epoch e again: forget what was recorded from there on.
+        stale = [r for r in self.records if r["epoch"] > epoch]
+        if stale:
+            self.records = [r for r in self.records if r["epoch"] <= epoch]
+            last = self.records[-1] if self.records else None
+            self.best = last["best"] if last else -np.inf
+            self.best_epoch = last["best_epoch"] if last else -1
+            self.wait = last["wait"] if last else 0
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         last = self.params.get("epochs", epoch + 1) - 1
         if (epoch + 1) % self.every != 0 and epoch != last:
@@ -125,10 +137,22 @@ class ValidationCallback(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
             if self._weights_file():
                 self.state_dir.mkdir(parents=True, exist_ok=True)
-                self.model.save_weights(self._weights_file())
+                # Write then rename: a kill mid-write must not corrupt the best weights.
+                tmp = self.state_dir / "best.tmp.weights.h5"
+                self.model.save_weights(tmp)
+                os.replace(tmp, self._weights_file())
         else:
             self.wait += 1
-        self.records.append({"epoch": epoch + 1, "val_ndcg@10": ndcg, "val_hr@10": hr})
+        self.records.append(
+            {
+                "epoch": epoch + 1,
+                "val_ndcg@10": ndcg,
+                "val_hr@10": hr,
+                "best": self.best,
+                "best_epoch": self.best_epoch,
+                "wait": self.wait,
+            }
+        )
         if self._state_file():
             self.state_dir.mkdir(parents=True, exist_ok=True)
             state = {
