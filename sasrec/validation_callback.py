@@ -41,8 +41,8 @@ class ValidationCallback(keras.callbacks.Callback):
         verbose: Print one line per validation.
 
     Example:
-        >>> cb = ValidationCallback(valid_hist, valid_tgt, num_items=100, max_len=50)  # doctest: +SKIP
-        >>> model.fit(ds, epochs=50, callbacks=[cb])                                   # doctest: +SKIP
+        >>> cb = ValidationCallback(hist, targets, num_items=100, max_len=50)  # doctest: +SKIP
+        >>> model.fit(ds, epochs=50, callbacks=[cb])  # doctest: +SKIP
     """
 
     def __init__(
