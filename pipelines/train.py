@@ -312,11 +312,11 @@ def run_training(
 ) -> Path:
     """Runs the whole job and returns the published version directory."""
     import keras
-    from sasrec.pipelines.dataset import make_training_dataset
-    from sasrec.pipelines.windows import training_windows
 
     from sasrec.artifact import publish_version, save_model_dir
     from sasrec.models import SASRec
+    from sasrec.pipelines.dataset import make_training_dataset
+    from sasrec.pipelines.windows import training_windows
     from sasrec.runtime import configure_threads
     from sasrec.validation_callback import ValidationCallback
 

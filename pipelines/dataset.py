@@ -1,0 +1,230 @@
+"""The training ``tf.data.Dataset`` (batch contract in docs/architecture.md).
+
+Every epoch is planned in numpy, then fed as ready batches:
+
+1. shuffle the windows, cut the permutation into chunks of
+   ``chunk_batches * batch_size`` and sort each chunk by sequence length
+   (stable), so a batch holds windows of similar length (bucketing);
+2. cut chunks into batches and shuffle the batch order;
+3. trim each batch to its longest row rounded up to ``bucket_multiple``
+   (at most ``L``): with left padding that drops all-padding leading columns
+   and compiled train steps see at most ``L / bucket_multiple`` shapes;
+4. sample negatives for the whole batch at once, uniform over ``1..N`` minus
+   the positive at that position (draw from ``N - 1`` values and shift those
+   ``>= positive`` up by one: exact, no rejection loop).
+
+The k-th iteration over the dataset yields epoch k, drawn from
+``numpy.random.default_rng([seed, k])``: the same seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sasrec.padding import PAD_ID
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def sample_negatives(
+    positives: np.ndarray, num_items: int, num_negatives: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Uniform negatives over ``1..num_items``, never equal to the positive.
+
+    Args:
+        positives: ``int (B, t)`` positive item per position (0 = padding).
+        num_items: N, the number of real items (needs ``N >= 2``).
+        num_negatives: n per position.
+        rng: Random generator.
+
+    Returns:
+        ``int32 (B, t, n)``; where the positive is 0 the values are arbitrary
+        items (the loss ignores those positions).
+
+    Example:
+        >>> neg = sample_negatives(np.array([[1, 2]]), 2, 3, np.random.default_rng(0))
+        >>> neg.tolist()
+        [[[2, 2, 2], [1, 1, 1]]]
+    """
+    if num_items < 2:
+        raise ValueError(f"negative sampling needs num_items >= 2, received {num_items}")
+    pos = np.asarray(positives)
+    draw = rng.integers(1, num_items, size=(*pos.shape, num_negatives), dtype=np.int32)
+    draw += draw >= pos[..., None]
+    return draw
+
+
+def plan_epoch(
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    chunk_batches: int = 32,
+    drop_remainder: bool = False,
+) -> list[np.ndarray]:
+    """Row indices of every batch of one epoch, length-bucketed.
+
+    Args:
+        lengths: Real (non-padding) length of every window.
+        batch_size: Rows per batch (the last batch may be smaller).
+        rng: ``None`` keeps the input order (no shuffling, no sorting).
+        chunk_batches: Batches per sorting chunk: larger gives tighter buckets,
+            smaller gives more randomness.
+        drop_remainder: Drop a last batch smaller than ``batch_size``.
+
+    Example:
+        >>> [b.tolist() for b in plan_epoch(np.array([3, 1, 2, 1]), 2, None)]
+        [[0, 1], [2, 3]]
+    """
+    n = len(lengths)
+    if rng is None:
+        order = np.arange(n)
+    else:
+        order = rng.permutation(n)
+        chunk = max(1, chunk_batches) * batch_size
+        for lo in range(0, n, chunk):
+            part = order[lo : lo + chunk]
+            order[lo : lo + chunk] = part[np.argsort(lengths[part], kind="stable")]
+    batches = [order[lo : lo + batch_size] for lo in range(0, n, batch_size)]
+    if drop_remainder and batches and batches[-1].size < batch_size:
+        batches.pop()
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def batch_width(max_length: int, multiple: int, max_len: int) -> int:
+    """Longest row rounded up to ``multiple``, capped at ``max_len`` (and >= 1).
+
+    Example:
+        >>> batch_width(9, 8, 50), batch_width(49, 8, 50), batch_width(0, 8, 50)
+        (16, 50, 8)
+    """
+    width = -(-max(int(max_length), 1) // multiple) * multiple
+    return min(width, max_len)
+
+
+def epoch_batches(
+    inputs: np.ndarray,
+    positives: np.ndarray,
+    num_items: int,
+    batch_size: int,
+    num_negatives: int,
+    rng: np.random.Generator,
+    shuffle: bool = True,
+    bucket_multiple: int = 8,
+    chunk_batches: int = 32,
+    drop_remainder: bool = False,
+    lengths: np.ndarray | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The batches of one epoch as dicts of numpy arrays (see the module docstring)."""
+    max_len = inputs.shape[1]
+    if lengths is None:
+        lengths = (positives != PAD_ID).sum(axis=1)
+    plan = plan_epoch(lengths, batch_size, rng if shuffle else None, chunk_batches, drop_remainder)
+    for rows in plan:
+        width = batch_width(int(lengths[rows].max()), bucket_multiple, max_len)
+        batch_inputs = inputs[rows, max_len - width :]
+        batch_positives = positives[rows, max_len - width :]
+        batch = {"item_ids": batch_inputs, "positives": batch_positives}
+        if num_negatives > 0:
+            batch["negatives"] = sample_negatives(batch_positives, num_items, num_negatives, rng)
+        yield batch
+
+
+def make_training_dataset(
+    inputs: np.ndarray,
+    positives: np.ndarray,
+    num_items: int,
+    batch_size: int,
+    num_negatives: int,
+    seed: int,
+    shuffle: bool = True,
+    bucket_multiple: int = 8,
+    chunk_batches: int = 32,
+    drop_remainder: bool = False,
+    prefetch: int = 4,
+) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of training batches (one iteration = one epoch).
+
+    Args:
+        inputs: ``int32 (W, L)`` left-padded windows (:func:`training_windows`).
+        positives: ``int32 (W, L)`` next items, 0 where padding.
+        num_items: N; negatives are drawn from ``1..N``.
+        batch_size: Windows per batch.
+        num_negatives: Negatives per position (0: no ``negatives`` key, for a
+            softmax loss).
+        seed: Makes every epoch reproducible.
+        shuffle: Shuffle and length-bucket (``False``: input order, still trimmed).
+        bucket_multiple: Batch widths are multiples of this (capped at ``L``).
+        chunk_batches: Batches per length-sorting chunk.
+        drop_remainder: Drop the last short batch.
+        prefetch: Batches prepared ahead.
+
+    Returns:
+        ``tf.data.Dataset`` of dicts ``{"item_ids": int32 (B, t), "positives":
+        int32 (B, t), "negatives": int32 (B, t, n)}`` with known cardinality.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0, 1, 2], [0, 0, 3]], np.int32)
+        >>> y = np.array([[0, 2, 4], [0, 0, 5]], np.int32)
+        >>> ds = make_training_dataset(x, y, num_items=5, batch_size=2, num_negatives=1,
+        ...                            seed=0, bucket_multiple=2)
+        >>> next(iter(ds))["item_ids"].shape
+        TensorShape([2, 2])
+    """
+    import tensorflow as tf
+
+    inputs = np.ascontiguousarray(inputs, dtype=np.int32)
+    positives = np.ascontiguousarray(positives, dtype=np.int32)
+    if inputs.ndim != 2 or inputs.shape != positives.shape:
+        raise ValueError(
+            f"inputs and positives must be 2-D with the same shape, received {inputs.shape} "
+            f"and {positives.shape}"
+        )
+    if batch_size < 1 or num_negatives < 0 or bucket_multiple < 1:
+        raise ValueError(
+            f"need batch_size >= 1, num_negatives >= 0, bucket_multiple >= 1; received "
+            f"batch_size={batch_size}, num_negatives={num_negatives}, "
+            f"bucket_multiple={bucket_multiple}"
+        )
+    if len(inputs) == 0:
+        raise ValueError("no training windows: every sequence has fewer than 2 events")
+    if num_negatives > 0 and num_items < 2:
+        raise ValueError(f"negative sampling needs num_items >= 2, received {num_items}")
+    if int(positives.max()) > num_items or int(inputs.max()) > num_items:
+        raise ValueError(f"item indices exceed num_items={num_items}")
+    lengths = (positives != PAD_ID).sum(axis=1)
+    batches = len(inputs) // batch_size if drop_remainder else -(-len(inputs) // batch_size)
+    epochs = itertools.count()
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
+        rng = np.random.default_rng([seed, next(epochs)])
+        yield from epoch_batches(
+            inputs,
+            positives,
+            num_items,
+            batch_size,
+            num_negatives,
+            rng,
+            shuffle=shuffle,
+            bucket_multiple=bucket_multiple,
+            chunk_batches=chunk_batches,
+            drop_remainder=drop_remainder,
+            lengths=lengths,
+        )
+
+    signature = {
+        "item_ids": tf.TensorSpec((None, None), tf.int32),
+        "positives": tf.TensorSpec((None, None), tf.int32),
+    }
+    if num_negatives > 0:
+        signature["negatives"] = tf.TensorSpec((None, None, num_negatives), tf.int32)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(prefetch)
