@@ -109,6 +109,7 @@ class ValidationCallback(keras.callbacks.Callback):
             max_len=self.max_len,
             batch_size=256,
             num_bootstrap=0,
+            coverage=False,
         )
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:

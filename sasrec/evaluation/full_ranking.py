@@ -47,6 +47,7 @@ def evaluate_full_ranking(
     num_bootstrap: int = 1000,
     seed: int | None = 0,
     return_ranks: bool = False,
+    coverage: bool = True,
 ) -> dict:
     """Ranks every user's target among all N items and summarises the ranks.
 
@@ -83,6 +84,8 @@ def evaluate_full_ranking(
         ties: ``"pessimistic"`` or ``"optimistic"``.
         num_bootstrap: Bootstrap resamples for ``ci95``; 0 skips the intervals.
         seed: Bootstrap seed.
+        coverage: Compute coverage@k (the costliest part; validation during
+            training turns it off and the key is then absent).
         return_ranks: Also return ``"ranks"`` (int64 per evaluated user) and
             ``"users"`` (their positions in ``histories``), e.g. for paired tests.
 
@@ -130,7 +133,8 @@ def evaluate_full_ranking(
         ranks[start : start + rows.size] = ranks_from_scores(
             scores[arange, batch_targets], scores, competitors, ties
         )
-        covered |= top_k_mask(scores, k, valid).any(axis=0)
+        if coverage:
+            covered |= top_k_mask(scores, k, valid).any(axis=0)
 
     report: dict = {
         "protocol": "full_ranking",
@@ -143,8 +147,9 @@ def evaluate_full_ranking(
         f"ndcg@{k}": metric_entry(ndcg_at_k(ranks, k), num_bootstrap, seed),
         f"hr@{k}": metric_entry(hit_rate_at_k(ranks, k), num_bootstrap, seed),
         "mrr": metric_entry(reciprocal_rank(ranks), num_bootstrap, seed),
-        f"coverage@{k}": {"value": float(covered[1:].sum() / num_items), "ci95": None},
     }
+    if coverage:
+        report[f"coverage@{k}"] = {"value": float(covered[1:].sum() / num_items), "ci95": None}
     if return_ranks:
         report["ranks"] = ranks
         report["users"] = users
