@@ -314,6 +314,7 @@ def run_training(
     import keras
 
     from sasrec.artifact import publish_version, save_model_dir
+    from sasrec.epoch_timer import EpochTimer
     from sasrec.models import SASRec
     from sasrec.pipelines.dataset import make_training_dataset
     from sasrec.pipelines.windows import training_windows
@@ -377,7 +378,9 @@ def run_training(
     )
     # Validation first: its state is saved before the backup of the same epoch,
     # so a resumed run never lacks the validation of an epoch it will skip.
+    timer = EpochTimer()
     callbacks: list[Any] = [
+        timer,
         validation,
         keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True),
     ]
@@ -414,7 +417,11 @@ def run_training(
             "test": evaluation,
         },
         "data_stats.json": {"report": prepared.report.to_dict(), "split": split.summary()},
-        "history.json": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "history.json": {
+            **{k: [float(v) for v in vals] for k, vals in history.history.items()},
+            "epoch_seconds": timer.seconds,
+            "training_windows": int(len(inputs)),
+        },
         "popularity.json": {"counts": counts.tolist()},
         "training.json": {
             "data": dataclasses.asdict(data),

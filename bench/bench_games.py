@@ -1,0 +1,136 @@
+"""Training speed and quality on the SASRec paper's Amazon Games data.
+
+Runs the real `sasrec train` job (pipelines.train.run_training) on
+``../shared/data/amazon-games/Video.txt`` with the paper's settings (or the
+flags given) and reports, from one run:
+
+- seconds per training epoch (median over epochs, validation excluded) and
+  training sequences (windows) per second;
+- the sampled protocol (target + 100 negatives, up to 10,000 users) next to
+  the paper's NDCG@10 0.5360 / HR@10 0.7410;
+- full-ranking NDCG@10 / HR@10 (history excluded and included) with 95% CIs,
+  next to the popularity and first-order Markov baselines.
+
+Usage::
+
+    .venv/bin/python bench/bench_games.py --loss bce --epochs 200          # the paper's setup
+    .venv/bin/python bench/bench_games.py --loss softmax --dropout 0.2 --epochs 100
+
+Results are appended as JSON lines to bench/results/games.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "amazon-games" / "Video.txt"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--loss", default="bce")
+    p.add_argument("--num-negatives", type=int, default=1)
+    p.add_argument("--gbce-t", type=float, default=0.75)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--hidden-dim", type=int, default=50)
+    p.add_argument("--num-blocks", type=int, default=2)
+    p.add_argument("--num-heads", type=int, default=1)
+    p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", help="model root (default: a temporary directory)")
+    p.add_argument("--label", default="")
+    args = p.parse_args()
+    if not Path(args.data).exists():
+        raise SystemExit(f"{args.data}: not found (the shared data sets are not on this machine)")
+
+    from sasrec.pipelines.train import DataOptions, TrainOptions, run_training
+
+    model = {
+        "hidden_dim": args.hidden_dim,
+        "num_blocks": args.num_blocks,
+        "num_heads": args.num_heads,
+        "max_len": args.max_len,
+        "dropout": args.dropout,
+        "loss": args.loss,
+        "num_negatives": args.num_negatives,
+        "gbce_t": args.gbce_t,
+    }
+    data = DataOptions(path=args.data, preset="sasrec", min_user=1, min_item=1)
+    train = TrainOptions(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        verbose=2,
+        tensorboard=False,
+        bootstrap=1000,
+    )
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        version = run_training(args.out or tmp, data, model, train)
+        history = json.loads((version / "history.json").read_text())
+        metrics = json.loads((version / "metrics.json").read_text())
+        training = json.loads((version / "training.json").read_text())
+    epochs = history["epoch_seconds"]
+    steady = epochs[1:] or epochs  # the first epoch includes tracing
+    median = statistics.median(steady)
+    windows = history["training_windows"]
+    test = metrics["test"]
+
+    def pick(protocol: str, name: str, metric: str) -> list:
+        entry = test[protocol][name][metric]
+        return [round(entry["value"], 4), [round(x, 4) for x in entry["ci95"] or []]]
+
+    result = {
+        "label": args.label,
+        "model": model,
+        "batch_size": args.batch_size,
+        "epochs_run": len(epochs),
+        "best_epoch": metrics["best_validation"]["epoch"],
+        "first_epoch_s": epochs[0],
+        "median_epoch_s": round(median, 3),
+        "sequences_per_s": round(windows / median, 1),
+        "total_s": round(time.time() - started, 1),
+        "fit_s": training["fit_seconds"],
+        "sampled": {
+            n: {"ndcg@10": pick("sampled", n, "ndcg@10"), "hr@10": pick("sampled", n, "hr@10")}
+            for n in ("sasrec", "popularity", "markov")
+        },
+        "full_excl": {
+            n: {
+                "ndcg@10": pick("full_ranking_exclude_history", n, "ndcg@10"),
+                "hr@10": pick("full_ranking_exclude_history", n, "hr@10"),
+            }
+            for n in ("sasrec", "popularity", "markov")
+        },
+        "full_incl": {
+            n: {
+                "ndcg@10": pick("full_ranking_include_history", n, "ndcg@10"),
+                "hr@10": pick("full_ranking_include_history", n, "hr@10"),
+            }
+            for n in ("sasrec", "popularity", "markov")
+        },
+    }
+    print(json.dumps(result, indent=2))
+    out = ROOT / "bench" / "results" / "games.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as fh:
+        fh.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
