@@ -1,0 +1,209 @@
+"""``sasrec serve`` and ``sasrec recommend``: registered into the ``sasrec`` CLI.
+
+Only argparse runs at import time; gRPC and TensorFlow load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+TOKEN_ENV = "SASREC_AUTH_TOKEN"
+
+
+def register(subparsers: Any) -> None:
+    """Adds ``serve`` and ``recommend`` to the ``sasrec`` sub-command parsers."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve a model over gRPC (health, reflection, metrics, hot reload)",
+        description="Serve a model directory over gRPC. See docs/serving.md.",
+    )
+    serve.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="versions root written by `sasrec train --out` (hot reload) or one version dir",
+    )
+    serve.add_argument("--host", default="[::]", help="interface to bind (default: all)")
+    serve.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
+    serve.add_argument("--max-batch-size", type=int, default=32, help="requests per model call")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="wait this long for more requests after the first of a batch (default 0)",
+    )
+    serve.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=256,
+        help="concurrent calls accepted; more get RESOURCE_EXHAUSTED",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=0,
+        help="queued requests before RESOURCE_EXHAUSTED (0: off)",
+    )
+    serve.add_argument(
+        "--grace-seconds", type=float, default=10.0, help="on SIGTERM: time for calls in flight"
+    )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0.0,
+        help="on SIGTERM: report NOT_SERVING this long before refusing new calls",
+    )
+    serve.add_argument(
+        "--poll-seconds", type=float, default=10.0, help="hot-reload polling interval (0: off)"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, default=0, help="Prometheus /metrics HTTP port (0: off)"
+    )
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain (TLS on)")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key")
+    serve.add_argument(
+        "--auth-token",
+        default=None,
+        help=f"require 'authorization: Bearer TOKEN' (default: env {TOKEN_ENV})",
+    )
+    serve.add_argument(
+        "--intra-op-threads", type=int, default=0, help="TensorFlow threads (0: all cores)"
+    )
+    serve.add_argument("--log-level", default="INFO", help="DEBUG logs every call")
+    serve.set_defaults(func=run_serve)
+
+    rec = subparsers.add_parser(
+        "recommend",
+        help="ask a running server for recommendations",
+        description="Query a `sasrec serve` server and print a table.",
+    )
+    rec.add_argument("--server", default="localhost:50051", help="HOST:PORT")
+    rec.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
+    rec.add_argument("--k", type=int, default=10, help="items wanted")
+    rec.add_argument("--explain", action="store_true", help="show the attended history items")
+    rec.add_argument("--include-history", action="store_true", help="allow history items")
+    rec.add_argument("--allow", default="", help="comma-separated ids: only these")
+    rec.add_argument("--exclude", default="", help="comma-separated ids: never these")
+    rec.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+    rec.add_argument("--token", default=None, help=f"bearer token (default: env {TOKEN_ENV})")
+    rec.add_argument("--tls-ca", type=Path, help="PEM CA certificate: connect with TLS")
+    rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rec.set_defaults(func=run_recommend)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from sasrec.serving.json_log_formatter import configure_json_logging
+    from sasrec.serving.server import RecommenderServer
+    from sasrec.serving.server_options import ServerOptions
+
+    configure_json_logging(args.log_level)
+    token = args.auth_token if args.auth_token is not None else os.environ.get(TOKEN_ENV)
+    if not args.model.exists():
+        raise FileNotFoundError(f"--model {args.model}: no such directory")
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_concurrent=args.max_concurrent,
+        max_queue=args.max_queue,
+        grace_seconds=args.grace_seconds,
+        drain_seconds=args.drain_seconds,
+        poll_seconds=args.poll_seconds,
+        metrics_port=args.metrics_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        auth_token=token or None,
+        intra_op_threads=args.intra_op_threads,
+    )
+    server = RecommenderServer(args.model, options)
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start(wait_ready=False)
+        print(f"sasrec serve: listening on port {server.port}", file=sys.stderr, flush=True)
+        while not stop_requested.wait(0.5):
+            if server.wait(0):
+                break
+            if server.load_error is not None:
+                server.stop(grace=0)
+                raise ValueError(f"--model {args.model}: {server.load_error}")
+        server.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from sasrec.serving.client import RecommenderClient, RecommenderError
+
+    history = _split(args.history)
+    try:
+        with RecommenderClient(
+            args.server, timeout=args.timeout, token=args.token, root_certificates=args.tls_ca
+        ) as client:
+            rec = client.recommend(
+                history,
+                k=args.k,
+                include_history=args.include_history,
+                allowed_items=_split(args.allow),
+                excluded_items=_split(args.exclude),
+                explain=args.explain,
+            )
+    except RecommenderError as err:
+        details = "".join(f"\n  {v.field}: {v.description}" for v in err.field_violations)
+        raise ValueError(f"{args.server}: {err}{details}") from err
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model_version": rec.model_version,
+                    "fallback": rec.fallback,
+                    "unknown_items": list(rec.unknown_items),
+                    "items": [{"item_id": i.item_id, "score": i.score} for i in rec.items],
+                    "explanation": [
+                        {"item_id": e.item_id, "weight": e.weight} for e in rec.explanation
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(format_table(rec))
+    return 0
+
+
+def format_table(rec: Any) -> str:
+    """A readable table of one ``Recommendation``."""
+    lines = [
+        f"model version {rec.model_version}" + ("  (popularity fallback)" if rec.fallback else "")
+    ]
+    if rec.unknown_items:
+        lines.append("unknown history items (ignored): " + ", ".join(rec.unknown_items))
+    width = max([len("item")] + [len(i.item_id) for i in rec.items])
+    lines.append(f"{'rank':>4}  {'item':<{width}}  {'score':>10}")
+    for rank, item in enumerate(rec.items, 1):
+        lines.append(f"{rank:>4}  {item.item_id:<{width}}  {item.score:>10.4f}")
+    if not rec.items:
+        lines.append("   (no item satisfies the request)")
+    if rec.explanation:
+        lines.append("attended history items:")
+        for e in rec.explanation:
+            lines.append(f"      {e.item_id:<{width}}  {e.weight:>10.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Scores concurrent requests together on one worker thread.
+
+Callers (gRPC handlers) only enqueue a prepared request and wait on a future;
+one worker thread takes whatever is queued (up to ``max_batch_size``, waiting
+at most ``max_wait_seconds`` for more), drops requests whose deadline passed
+or whose caller gave up, and runs the predictor once for the batch. While the
+worker computes, new requests queue up, so batches grow with load without any
+waiting at low load.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from sasrec.serving.errors import DeadlineExceededError, ModelUnavailableError, OverloadedError
+
+logger = logging.getLogger("sasrec.serving")
+
+
+@dataclass(slots=True)
+class _Work:
+    predictor: Any  # the Predictor that prepared the request: ids belong to its vocabulary
+    prepared: Any
+    deadline: float | None  # time.monotonic() value, None = no deadline
+    future: Future
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    """Batches prepared requests for a :class:`~sasrec.serving.predictor.Predictor`.
+
+    Args:
+        max_batch_size: Most requests scored in one call.
+        max_wait_seconds: How long the worker waits for more requests after the
+            first one of a batch (0: take only what is already queued).
+        max_queue: Requests waiting beyond this are refused with
+            :class:`OverloadedError` (0: unbounded).
+        on_batch: Called with each batch size (metrics).
+        on_skipped: Called with a reason (``"deadline"`` or ``"cancelled"``) and
+            the number of requests dropped unscored in a batch (metrics).
+        before_batch: Called on the worker before each batch (tests use it to
+            hold the worker).
+
+    Example:
+        >>> batcher = MicroBatcher(max_batch_size=32).start()  # doctest: +SKIP
+        >>> future = batcher.submit(predictor, predictor.prepare(request))  # doctest: +SKIP
+        >>> future.result().item_ids  # doctest: +SKIP
+        >>> batcher.stop()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        max_batch_size: int = 32,
+        max_wait_seconds: float = 0.0,
+        max_queue: int = 0,
+        on_batch: Callable[[int], None] | None = None,
+        on_skipped: Callable[[str, int], None] | None = None,
+        before_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, received {max_batch_size}")
+        if max_wait_seconds < 0:
+            raise ValueError(f"max_wait_seconds must be >= 0, received {max_wait_seconds}")
+        self.max_batch_size = max_batch_size
+        self.max_wait_seconds = max_wait_seconds
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._on_skipped = on_skipped
+        self._before_batch = before_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> MicroBatcher:
+        """Starts the worker thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="sasrec-micro-batcher", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(self, predictor: Any, prepared: Any, deadline: float | None = None) -> Future:
+        """Queues one prepared request; the future gets its ``Recommendation``.
+
+        Args:
+            predictor: The predictor whose :meth:`prepare` made ``prepared``.
+            prepared: The prepared request.
+            deadline: ``time.monotonic()`` after which the work is skipped and
+                the future fails with :class:`DeadlineExceededError`.
+        """
+        if self._closed:
+            raise ModelUnavailableError("the server is shutting down")
+        if self.max_queue and self._queue.qsize() >= self.max_queue:
+            raise OverloadedError(f"scoring queue is full ({self.max_queue} requests)")
+        future: Future = Future()
+        self._queue.put(_Work(predictor, prepared, deadline, future))
+        return future
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Lets the worker finish the queued requests, then ends it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def queue_size(self) -> int:
+        """Requests waiting for the worker."""
+        return self._queue.qsize()
+
+    def _collect(self, first: _Work) -> tuple[list[_Work], bool]:
+        batch = [first]
+        stop = False
+        deadline = time.monotonic() + self.max_wait_seconds if self.max_wait_seconds else 0.0
+        while len(batch) < self.max_batch_size:
+            try:
+                if deadline:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    item = self._queue.get(timeout=remaining)
+                else:
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            batch.append(item)
+        return batch, stop
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch, stop = self._collect(first)
+            try:
+                self._process(batch)
+            except BaseException as err:  # never let the worker die: fail the batch
+                logger.exception("micro-batch failed")
+                for work in batch:
+                    if not work.future.done():
+                        work.future.set_exception(err)
+        # Requests that raced with stop() still get an answer.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._process([item])
+
+    def _process(self, batch: list[_Work]) -> None:
+        if self._before_batch is not None:
+            self._before_batch(len(batch))
+        now = time.monotonic()
+        live: list[_Work] = []
+        expired = cancelled = 0
+        for work in batch:
+            if not work.future.set_running_or_notify_cancel():
+                cancelled += 1  # the caller gave up (or its deadline passed: gRPC cancels)
+                continue
+            if work.deadline is not None and work.deadline <= now:
+                expired += 1
+                work.future.set_exception(
+                    DeadlineExceededError("deadline passed while queued; not scored")
+                )
+                continue
+            live.append(work)
+        if self._on_skipped is not None:
+            if expired:
+                self._on_skipped("deadline", expired)
+            if cancelled:
+                self._on_skipped("cancelled", cancelled)
+        if not live:
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(live))
+        # Normally one group; two only right after a hot reload.
+        groups: dict[int, list[_Work]] = {}
+        for work in live:
+            groups.setdefault(id(work.predictor), []).append(work)
+        for works in groups.values():
+            try:
+                answers = works[0].predictor.predict([w.prepared for w in works])
+            except Exception as err:
+                logger.exception("scoring failed for a batch of %d", len(works))
+                for work in works:
+                    work.future.set_exception(err)
+                continue
+            for work, answer in zip(works, answers):
+                work.future.set_result(answer)

@@ -1,0 +1,344 @@
+"""Server assembly: gRPC (asyncio) + health + reflection + batcher + hot reload + metrics.
+
+Threads: one asyncio event loop thread runs every gRPC handler (they only
+validate, enqueue and await), one micro-batching thread runs TensorFlow with
+``intra_op = cores, inter_op = 1``, one watcher thread polls for new versions,
+and the load thread warms up new versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sasrec.serving.auth_interceptor import BearerTokenInterceptor
+from sasrec.serving.errors import ModelUnavailableError
+from sasrec.serving.metrics_interceptor import MetricsInterceptor
+from sasrec.serving.micro_batcher import MicroBatcher
+from sasrec.serving.model_watcher import ModelWatcher
+from sasrec.serving.server_options import ServerOptions
+from sasrec.serving.servicer import RecommenderServicer
+from sasrec.serving.serving_metrics import ServingMetrics
+from sasrec.serving.v1 import recommender_pb2, recommender_pb2_grpc
+
+logger = logging.getLogger("sasrec.serving")
+
+SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The process's one gRPC asyncio loop (gRPC aio wants a single loop per process)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="sasrec-grpc-loop", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def _run(coro: Any, timeout: float | None = None) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, _event_loop()).result(timeout)
+
+
+class RecommenderServer:
+    """A running ``sasrec.v1.Recommender`` gRPC server (in-process, background threads).
+
+    Health (``grpc.health.v1``, service ``""`` and ``sasrec.v1.Recommender``)
+    is NOT_SERVING until a model version is loaded and warmed up, SERVING
+    after, NOT_SERVING again from the start of :meth:`stop`.
+
+    Args:
+        model_dir: A versions root (``DIR/1``, ``DIR/2``, ...; followed for
+            hot reload) or one version directory.
+        options: Server settings.
+
+    Example:
+        >>> server = RecommenderServer("models", ServerOptions(port=0)).start()  # doctest: +SKIP
+        >>> server.port  # doctest: +SKIP
+        40123
+        >>> server.stop(grace=5)  # doctest: +SKIP
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, options: ServerOptions | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.options = options or ServerOptions()
+        self.metrics = ServingMetrics()
+        self.port: int = 0
+        self.metrics_port: int = 0
+        self._predictor: Any = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopping = False
+        self._load_error: BaseException | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        opts = self.options
+        self._watcher = ModelWatcher(
+            self.model_dir,
+            load=self._load_version,
+            on_loaded=self._swap,
+            poll_seconds=opts.poll_seconds,
+            on_reload=self.metrics.observe_reload,
+        )
+        self._batcher = MicroBatcher(
+            max_batch_size=opts.max_batch_size,
+            max_wait_seconds=opts.max_wait_ms / 1000.0,
+            max_queue=opts.max_queue,
+            on_batch=self.metrics.observe_batch,
+            on_skipped=self.metrics.observe_skipped,
+            before_batch=opts.batch_hook,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client on this machine can dial."""
+        host = self.options.host
+        if host in ("[::]", "0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    @property
+    def predictor(self) -> Any:
+        """The predictor serving now (None before the first load)."""
+        return self._predictor
+
+    @property
+    def model_version(self) -> str | None:
+        predictor = self._predictor
+        return None if predictor is None else predictor.version
+
+    @property
+    def queued_requests(self) -> int:
+        """Requests waiting for the batching thread."""
+        return self._batcher.queue_size
+
+    @property
+    def ready(self) -> bool:
+        """True once the first model serves."""
+        return self._ready.is_set() and self._load_error is None
+
+    @property
+    def load_error(self) -> BaseException | None:
+        """Why the first load failed (None while loading or once serving)."""
+        return self._load_error if self._ready.is_set() else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, wait_ready: bool = True, timeout: float | None = None) -> RecommenderServer:
+        """Binds the port, then loads the model on a background thread.
+
+        Args:
+            wait_ready: Block until the model serves (re-raising a load error).
+            timeout: Longest wait for readiness, in seconds.
+        """
+        from sasrec.runtime import configure_threads
+
+        opts = self.options
+        # Before any TF work: the batching thread gets the cores, TF no inter-op pool.
+        configure_threads(opts.intra_op_threads or None, 1)
+        if opts.metrics_port:
+            self.metrics_port = self.metrics.serve_http(opts.metrics_port, opts.metrics_host)
+        self._batcher.start()
+        try:
+            self.port = _run(self._start_grpc())
+        except BaseException:
+            self._batcher.stop()
+            self.metrics.stop_http()
+            raise
+        logger.info(
+            "gRPC server listening",
+            extra={"fields": {"address": self.address, "model_dir": str(self.model_dir)}},
+        )
+        threading.Thread(target=self._load_initial, name="sasrec-model-load", daemon=True).start()
+        if wait_ready:
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop(grace=0)
+                raise
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Waits until the first model serves; raises if loading failed."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"model not ready after {timeout} s")
+        if self._load_error is not None:
+            raise self._load_error
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, drain, finish calls in flight (up to grace), close.
+
+        Args:
+            grace: Seconds calls in flight may take (default ``grace_seconds``).
+        """
+        with self._stop_lock:
+            if self._stopping:
+                already = True
+            else:
+                already = False
+                self._stopping = True
+        if already:
+            self._stopped.wait()
+            return
+        grace = self.options.grace_seconds if grace is None else grace
+        logger.info("stopping", extra={"fields": {"grace_seconds": grace}})
+        try:
+            if self._server is not None:
+                _run(self._stop_grpc(grace))
+        finally:
+            self._watcher.stop(timeout=grace + 5)
+            self._batcher.stop(timeout=grace + 5)
+            self.metrics.stop_http()
+            self._stopped.set()
+            logger.info("stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until :meth:`stop` finished; True if it did within ``timeout``."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> RecommenderServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _start_grpc(self) -> int:
+        opts = self.options
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        if opts.auth_token:
+            # Auth first: an unauthenticated call costs nothing else.
+            interceptors.insert(0, BearerTokenInterceptor(opts.auth_token))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=opts.max_concurrent,
+            options=[("grpc.so_reuseport", 0)],
+        )
+        recommender_pb2_grpc.add_RecommenderServicer_to_server(
+            RecommenderServicer(lambda: self._predictor, self._batcher), server
+        )
+        self._health = health.aio.HealthServicer()
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, _NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{opts.host}:{opts.port}"
+        if opts.tls_cert is not None and opts.tls_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+        if not port:
+            raise OSError(f"cannot bind gRPC port {address}")
+        await server.start()
+        self._server = server
+        return port
+
+    async def _stop_grpc(self, grace: float) -> None:
+        await self._health.enter_graceful_shutdown()
+        if self.options.drain_seconds:
+            await asyncio.sleep(self.options.drain_seconds)
+        await self._server.stop(grace)
+
+    async def _set_health(self, status: Any) -> None:
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+    def _load_version(self, path: Path) -> Any:
+        from sasrec.serving.predictor import Predictor
+
+        if self.options.load_hook is not None:
+            self.options.load_hook(path)
+        if self._stopping:
+            raise ModelUnavailableError("server is stopping")
+        start = time.perf_counter()
+        predictor = Predictor.load(
+            path, limits=self.options.limits, max_batch_size=self.options.max_batch_size
+        )
+        predictor.warm_up()
+        logger.info(
+            "model loaded and warmed up",
+            extra={
+                "fields": {
+                    "path": str(path),
+                    "version": predictor.version,
+                    "num_items": predictor.num_items,
+                    "seconds": round(time.perf_counter() - start, 3),
+                }
+            },
+        )
+        return predictor
+
+    def _swap(self, predictor: Any) -> None:
+        self._predictor = predictor  # one reference assignment: atomic for readers
+        self.metrics.set_model(predictor.version)
+
+    def _load_initial(self) -> None:
+        try:
+            self._watcher.load_initial()
+            if self._stopping:
+                return
+            _run(self._set_health(_SERVING))
+            self._watcher.start()
+            logger.info(
+                "serving", extra={"fields": {"version": self.model_version, "port": self.port}}
+            )
+        except BaseException as err:
+            self._load_error = err
+            logger.error("model load failed", extra={"fields": {"error": str(err)}})
+        finally:
+            self._ready.set()
+
+
+def start_server(
+    model_dir: str | os.PathLike,
+    port: int = 0,
+    *,
+    wait_ready: bool = True,
+    timeout: float | None = None,
+    **options: Any,
+) -> RecommenderServer:
+    """Starts a server in this process (background threads) and returns it.
+
+    Args:
+        model_dir: Versions root or one version directory.
+        port: gRPC port; 0 picks a free one (read it from ``.port``).
+        wait_ready: Block until the model serves.
+        timeout: Longest wait for readiness.
+        **options: Any :class:`ServerOptions` field; ``host`` defaults to
+            ``127.0.0.1`` here (in-process use is local).
+
+    Returns:
+        The running :class:`RecommenderServer`; call ``.stop(grace)`` to end it.
+
+    Example:
+        >>> server = start_server("models", port=0)  # doctest: +SKIP
+        >>> client = RecommenderClient(server.address)  # doctest: +SKIP
+    """
+    options.setdefault("host", "127.0.0.1")
+    server = RecommenderServer(model_dir, ServerOptions(port=port, **options))
+    return server.start(wait_ready=wait_ready, timeout=timeout)

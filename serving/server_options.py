@@ -1,0 +1,93 @@
+"""Settings of a :class:`~sasrec.serving.server.RecommenderServer`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sasrec.serving.domain import Limits
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Every knob of the server; ``sasrec serve`` flags map one to one.
+
+    Args:
+        host: Interface to bind (``"[::]"`` all, ``"127.0.0.1"`` loopback).
+        port: gRPC port; 0 picks a free one (see ``RecommenderServer.port``).
+        max_batch_size: Most requests scored in one model call.
+        max_wait_ms: How long a batch waits for more requests after its first
+            (0: only what is already queued; batches still grow under load).
+        max_concurrent: Concurrent calls accepted; more get RESOURCE_EXHAUSTED.
+        max_queue: Requests waiting for the model beyond this get
+            RESOURCE_EXHAUSTED (0: bounded by ``max_concurrent`` only).
+        grace_seconds: On stop, how long calls in flight may take to finish.
+        drain_seconds: On stop, how long health reports NOT_SERVING while new
+            calls are still accepted (lets load balancers move away first).
+        poll_seconds: Hot-reload polling interval of a versions root (0: off).
+        metrics_port: Prometheus ``/metrics`` HTTP port (0: off).
+        metrics_host: Interface of the metrics endpoint.
+        tls_cert: PEM certificate chain file (with ``tls_key``: TLS on).
+        tls_key: PEM private key file.
+        auth_token: If set, calls need ``authorization: Bearer <token>``.
+        intra_op_threads: TensorFlow threads per op (0: all usable cores).
+        limits: Request caps.
+        load_hook: Called with each version directory before it is loaded
+            (tests use it to slow loading down).
+        batch_hook: Called on the batching thread before each batch (tests).
+
+    Example:
+        >>> ServerOptions(port=0, max_batch_size=16).replace(port=50051).port
+        50051
+    """
+
+    host: str = "[::]"
+    port: int = 50051
+    max_batch_size: int = 32
+    max_wait_ms: float = 0.0
+    max_concurrent: int = 256
+    max_queue: int = 0
+    grace_seconds: float = 10.0
+    drain_seconds: float = 0.0
+    poll_seconds: float = 10.0
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth_token: str | None = None
+    intra_op_threads: int = 0
+    limits: Limits = field(default_factory=Limits)
+    load_hook: Callable[[Path], Any] | None = None
+    batch_hook: Callable[[int], Any] | None = None
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("port", self.port, 0 <= self.port <= 65535, "must be in 0..65535"),
+            ("max_batch_size", self.max_batch_size, self.max_batch_size >= 1, "must be >= 1"),
+            ("max_wait_ms", self.max_wait_ms, self.max_wait_ms >= 0, "must be >= 0"),
+            ("max_concurrent", self.max_concurrent, self.max_concurrent >= 1, "must be >= 1"),
+            ("max_queue", self.max_queue, self.max_queue >= 0, "must be >= 0"),
+            ("grace_seconds", self.grace_seconds, self.grace_seconds >= 0, "must be >= 0"),
+            ("drain_seconds", self.drain_seconds, self.drain_seconds >= 0, "must be >= 0"),
+            ("poll_seconds", self.poll_seconds, self.poll_seconds >= 0, "must be >= 0"),
+            (
+                "metrics_port",
+                self.metrics_port,
+                0 <= self.metrics_port <= 65535,
+                "must be in 0..65535",
+            ),
+            ("intra_op_threads", self.intra_op_threads, self.intra_op_threads >= 0, "must be >= 0"),
+        )
+        for name, value, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} {rule}, received {name}={value!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.auth_token is not None and not self.auth_token:
+            raise ValueError("auth_token must not be empty (omit it to disable auth)")
+
+    def replace(self, **changes: Any) -> ServerOptions:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,186 @@
+"""The thin gRPC servicer: protobuf <-> domain objects, domain errors -> status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from sasrec.serving.convert import (
+    model_info_to_proto,
+    recommendation_to_proto,
+    request_from_proto,
+)
+from sasrec.serving.errors import (
+    DeadlineExceededError,
+    FieldViolation,
+    InvalidRequestError,
+    ModelUnavailableError,
+    OverloadedError,
+)
+from sasrec.serving.micro_batcher import MicroBatcher
+from sasrec.serving.v1 import recommender_pb2 as pb
+from sasrec.serving.v1 import recommender_pb2_grpc as pb_grpc
+
+logger = logging.getLogger("sasrec.serving")
+
+
+class RecommenderServicer(pb_grpc.RecommenderServicer):
+    """Implements ``sasrec.v1.Recommender`` on a ``grpc.aio`` server.
+
+    Each call is translated to a :class:`RecommendationRequest`, validated and
+    encoded by the current predictor, then handed to the :class:`MicroBatcher`;
+    the handler only awaits the future, so the event loop never runs the model.
+
+    Args:
+        current_predictor: Returns the predictor serving now (None before the
+            first model is loaded). Read once per call, so a hot reload never
+            changes the model under a call.
+        batcher: The shared micro-batcher.
+
+    Example:
+        >>> servicer = RecommenderServicer(lambda: predictor, batcher)  # doctest: +SKIP
+        >>> pb_grpc.add_RecommenderServicer_to_server(servicer, server)  # doctest: +SKIP
+    """
+
+    def __init__(self, current_predictor: Callable[[], Any], batcher: MicroBatcher) -> None:
+        self._current = current_predictor
+        self._batcher = batcher
+
+    async def Recommend(  # noqa: N802 - gRPC method name
+        self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecommendResponse:
+        try:
+            predictor = self._predictor()
+            prepared = predictor.prepare(request_from_proto(request))
+            rec = await self._answer(predictor, [prepared], context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            await _abort(context, err)
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_call("Recommend", request, rec[0])
+        return recommendation_to_proto(rec[0])
+
+    async def RecommendBatch(  # noqa: N802 - gRPC method name
+        self, request: pb.RecommendBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecommendBatchResponse:
+        try:
+            predictor = self._predictor()
+            cap = predictor.limits.max_batch_requests
+            if len(request.requests) > cap:
+                raise InvalidRequestError(
+                    [
+                        FieldViolation(
+                            "requests", f"at most {cap} requests, received {len(request.requests)}"
+                        )
+                    ]
+                )
+            prepared = []
+            violations: list[FieldViolation] = []
+            for i, msg in enumerate(request.requests):
+                try:
+                    prepared.append(predictor.prepare(request_from_proto(msg)))
+                except InvalidRequestError as err:
+                    violations.extend(err.prefixed(f"requests[{i}].").violations)
+            if violations:
+                raise InvalidRequestError(violations)
+            recs = await self._answer(predictor, prepared, context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            await _abort(context, err)
+        return pb.RecommendBatchResponse(responses=[recommendation_to_proto(r) for r in recs])
+
+    async def GetModelInfo(  # noqa: N802 - gRPC method name
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
+        try:
+            info = self._predictor().info()
+        except Exception as err:
+            await _abort(context, err)
+        return model_info_to_proto(info)
+
+    def _predictor(self) -> Any:
+        predictor = self._current()
+        if predictor is None:
+            raise ModelUnavailableError("no model loaded yet; retry when health is SERVING")
+        return predictor
+
+    async def _answer(
+        self, predictor: Any, prepared: list[Any], context: grpc.aio.ServicerContext
+    ) -> list[Any]:
+        remaining = context.time_remaining()
+        deadline = None
+        if remaining is not None:
+            if remaining <= 0:
+                raise DeadlineExceededError("deadline passed before the request was queued")
+            deadline = time.monotonic() + remaining
+        results: list[Any] = [None] * len(prepared)
+        waits: list[tuple[int, Any]] = []
+        for i, p in enumerate(prepared):
+            if p.needs_model:
+                waits.append((i, self._batcher.submit(predictor, p, deadline)))
+            else:
+                # Popularity answers and empty allow lists need no model call.
+                results[i] = predictor.predict([p])[0]
+        if len(waits) == 1:
+            i, future = waits[0]
+            results[i] = await asyncio.wrap_future(future)
+        elif waits:
+            answers = await asyncio.gather(*(asyncio.wrap_future(f) for _, f in waits))
+            for (i, _), answer in zip(waits, answers):
+                results[i] = answer
+        return results
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> None:
+    if isinstance(err, InvalidRequestError):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in err.violations
+                ]
+            )
+        )
+        status = rpc_status.to_status(
+            status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[detail])
+        )
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(err, ModelUnavailableError):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+    if isinstance(err, DeadlineExceededError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
+    if isinstance(err, OverloadedError):
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+    logger.error("internal error", exc_info=err)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
+
+
+def _log_call(method: str, request: pb.RecommendRequest, rec: Any) -> None:
+    logger.debug(
+        "call",
+        extra={
+            "fields": {
+                "method": method,
+                "user_id": request.user_id[:128],
+                "history_len": len(request.history),
+                "k": request.k,
+                "returned": len(rec.items),
+                "unknown": len(rec.unknown_items),
+                "fallback": rec.fallback,
+                "model_version": rec.model_version,
+            }
+        },
+    )

@@ -1,0 +1,330 @@
+"""The serving code path without gRPC: Predictor, Recommender, MicroBatcher, watcher, codegen.
+
+Expected answers are computed independently from the raw model
+(``SASRec.score_last`` + numpy exclusions) or by hand (popularity order).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from sasrec.artifact import save_model_dir
+from sasrec.models import SASRec
+from sasrec.padding import pad_left
+from sasrec.serving import predictor as predictor_module
+from sasrec.serving.domain import Limits, RecommendationRequest
+from sasrec.serving.errors import InvalidRequestError
+from sasrec.serving.micro_batcher import MicroBatcher
+from sasrec.serving.model_watcher import list_versions
+from sasrec.serving.predictor import Predictor, batch_buckets, split_by_length
+from sasrec.serving.recommender import Recommender
+from sasrec.vocabulary import ItemVocabulary
+
+NUM_ITEMS = 40
+MAX_LEN = 6
+ITEMS = [f"sku-{i:02d}" for i in range(1, NUM_ITEMS + 1)]
+POPULARITY = {"sku-05": 10, "sku-07": 20, "sku-09": 10}
+
+
+def save_version(path: Path, seed: int, popularity: dict | None = None) -> SASRec:
+    """A tiny untrained SASRec with fixed seeds, saved as a model directory."""
+    keras.utils.set_random_seed(seed)
+    model = SASRec(
+        num_items=NUM_ITEMS, max_len=MAX_LEN, hidden_dim=16, num_blocks=1, num_heads=2, dropout=0.0
+    )
+    extra = {"metrics.json": {"full": {"ndcg@10": 0.25, "hr@10": 0.5}, "note": "text"}}
+    if popularity is not None:
+        extra["popularity.json"] = popularity
+    save_model_dir(path, model, ItemVocabulary(ITEMS), extra_json=extra)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("serving-inprocess")
+    model = save_version(root / "versions" / "1", seed=1, popularity=POPULARITY)
+    plain = root / "plain"
+    save_version(plain, seed=1)
+    return {"root": root / "versions", "model": model, "plain": plain}
+
+
+@pytest.fixture(scope="module")
+def rec(models: dict) -> Recommender:
+    return Recommender.load(models["root"], max_batch_size=8)
+
+
+def encode(history: list[str]) -> list[int]:
+    return [ITEMS.index(h) + 1 for h in history if h in ITEMS]
+
+
+def raw_top_k(model: SASRec, history: list[str], k: int, exclude: set[int]) -> tuple[list, list]:
+    """Top-k straight from ``score_last``, exclusions applied in numpy."""
+    ids = pad_left([encode(history)], MAX_LEN)
+    scores = np.asarray(model.score_last(ids))[0].copy()
+    scores[0] = -np.inf
+    for i in exclude:
+        scores[i] = -np.inf
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i])][:k]
+    return [ITEMS[i - 1] for i in order], [float(scores[i]) for i in order]
+
+
+HISTORIES = [
+    ["sku-01", "sku-02", "sku-03"],
+    ["sku-10"],
+    ["sku-04", "sku-04", "sku-30", "sku-31", "sku-32", "sku-33", "sku-40"],
+    ["sku-22", "sku-13"],
+]
+
+
+@pytest.mark.parametrize("history", HISTORIES)
+def test_recommend_equals_raw_model_top_k(rec: Recommender, models: dict, history: list) -> None:
+    out = rec.recommend(history, k=7)
+    window = encode(history)[-MAX_LEN:]
+    want_ids, want_scores = raw_top_k(models["model"], history, 7, set(encode(history)))
+    assert out.item_ids == want_ids
+    np.testing.assert_allclose([i.score for i in out.items], want_scores, rtol=1e-5, atol=1e-6)
+    assert out.model_version == "1" and not out.fallback and out.unknown_items == ()
+    assert not set(out.item_ids) & set(history)
+    assert len(window) <= MAX_LEN
+
+
+def test_unknown_items_are_reported_and_ignored(rec: Recommender) -> None:
+    out = rec.recommend(["sku-01", "nope", "sku-02", "nope", "??"], k=5)
+    assert out.unknown_items == ("nope", "??")
+    assert out.item_ids == rec.recommend(["sku-01", "sku-02"], k=5).item_ids
+    assert not out.fallback
+
+
+def test_popularity_fallback_when_no_history_item_is_known(rec: Recommender) -> None:
+    out = rec.recommend(["unknown-a", "unknown-b"], k=5)
+    assert out.fallback and out.unknown_items == ("unknown-a", "unknown-b")
+    # Counts 20, 10, 10, then the rest by index order (ties by index).
+    assert out.item_ids == ["sku-07", "sku-05", "sku-09", "sku-01", "sku-02"]
+    assert [i.score for i in out.items] == [20.0, 10.0, 10.0, 0.0, 0.0]
+    empty = rec.recommend([], k=3, excluded_items=["sku-07", "sku-01"])
+    assert empty.fallback and empty.item_ids == ["sku-05", "sku-09", "sku-02"]
+    allowed = rec.recommend([], k=3, allowed_items=["sku-30", "sku-09", "sku-07", "zzz"])
+    assert allowed.item_ids == ["sku-07", "sku-09", "sku-30"]
+
+
+def test_fallback_without_popularity_file_is_index_order(models: dict) -> None:
+    plain = Recommender.load(models["plain"], max_batch_size=2)
+    out = plain.recommend(["nobody-knows"], k=4)
+    assert out.fallback
+    assert out.item_ids == ["sku-01", "sku-02", "sku-03", "sku-04"]
+    assert all(i.score == 0.0 for i in out.items)
+
+
+def test_allow_and_deny_lists(rec: Recommender, models: dict) -> None:
+    history = ["sku-01", "sku-02"]
+    allow = ["sku-01", "sku-03", "sku-04", "sku-05", "sku-09", "not-an-item"]
+    out = rec.recommend(history, k=10, allowed_items=allow, excluded_items=["sku-04"])
+    # Allowed minus history (sku-01) minus denied (sku-04): ranked by the raw model.
+    banned = set(range(1, NUM_ITEMS + 1)) - set(encode(["sku-03", "sku-05", "sku-09"]))
+    want_ids, _ = raw_top_k(models["model"], history, 10, banned)
+    assert out.item_ids == want_ids and len(want_ids) == 3
+    nothing = rec.recommend(history, k=5, allowed_items=["unknown-1", "unknown-2"])
+    assert nothing.items == () and not nothing.fallback
+    denied = rec.recommend(history, k=5, excluded_items=ITEMS[2:])
+    assert denied.items == ()  # everything else is in the history or denied
+
+
+def test_include_history_allows_history_items(rec: Recommender, models: dict) -> None:
+    history = ["sku-01", "sku-02", "sku-03"]
+    out = rec.recommend(history, k=NUM_ITEMS, include_history=True)
+    want_ids, _ = raw_top_k(models["model"], history, NUM_ITEMS, set())
+    assert out.item_ids == want_ids
+    assert set(history) <= set(out.item_ids)
+
+
+def test_long_history_uses_most_recent_items(rec: Recommender) -> None:
+    history = ITEMS[:20]
+    recent = history[-MAX_LEN:]
+    assert (
+        rec.recommend(history, k=8, include_history=True).item_ids
+        == rec.recommend(recent, k=8, include_history=True).item_ids
+    )
+    # Excluding the history covers the items older than the model's window too.
+    out = rec.recommend(history, k=20)
+    assert len(out.items) == 20 and not set(out.item_ids) & set(history)
+
+
+def test_explain_returns_attended_history_items(rec: Recommender, models: dict) -> None:
+    history = ["sku-03", "sku-08", "sku-03", "sku-11"]
+    out = rec.recommend(history, k=3, explain=True)
+    weights = np.asarray(models["model"].attention_weights(pad_left([encode(history)], MAX_LEN)))[0]
+    expected: dict[str, float] = {}
+    for item, w in zip(history, weights[-len(history) :]):
+        expected[item] = expected.get(item, 0.0) + float(w)
+    got = {e.item_id: e.weight for e in out.explanation}
+    assert set(got) == set(history)
+    for item, w in expected.items():
+        assert got[item] == pytest.approx(w, rel=1e-5)
+    assert [e.weight for e in out.explanation] == sorted(got.values(), reverse=True)
+    assert sum(got.values()) == pytest.approx(1.0, rel=1e-5)
+    assert rec.recommend(history, k=3).explanation == ()
+
+
+def test_k_zero_means_ten_and_large_k_is_capped_by_items(rec: Recommender) -> None:
+    assert len(rec.recommend(["sku-01"], k=0).items) == 10
+    assert len(rec.recommend(["sku-01"], k=500).items) == NUM_ITEMS - 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"history": ["sku-01"], "k": -1}, "k"),
+        ({"history": ["sku-01"], "k": 1001}, "k"),
+        ({"history": ["sku-01", "sku-02", "", "sku-03"]}, "history[2]"),
+        ({"history": ["sku-01"] * 1001}, "history"),
+        ({"history": ["sku-01"], "allowed_items": ["sku-02", ""]}, "allowed_items[1]"),
+        ({"history": ["sku-01"], "excluded_items": ["x"] * 10_001}, "excluded_items"),
+    ],
+)
+def test_invalid_requests_name_the_field(rec: Recommender, kwargs: dict, field: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        rec.recommend(**kwargs)
+    assert [v.field for v in info.value.violations] == [field]
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_every_violation_is_reported(rec: Recommender) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        rec.recommend(["", "a"], k=-5, excluded_items=["b", ""])
+    assert [v.field for v in info.value.violations] == ["k", "history[0]", "excluded_items[1]"]
+
+
+def test_batch_answers_equal_single_answers(rec: Recommender) -> None:
+    requests = [
+        RecommendationRequest(history=tuple(h), k=k, include_history=inc, explain=exp)
+        for h in HISTORIES + [["nobody"], ITEMS[5:25]]
+        for k, inc, exp in ((3, False, False), (12, True, True))
+    ]
+    batch = rec.recommend_batch(requests)
+    assert len(batch) == len(requests) > rec.predictor.max_batch_size
+    for request, got in zip(requests, batch):
+        one = rec.recommend_batch([request])[0]
+        assert got.item_ids == one.item_ids
+        assert got.fallback == one.fallback and got.unknown_items == one.unknown_items
+        np.testing.assert_allclose(
+            [i.score for i in got.items], [i.score for i in one.items], rtol=1e-5, atol=1e-6
+        )
+        assert [e.item_id for e in got.explanation] == [e.item_id for e in one.explanation]
+
+
+def test_model_info(rec: Recommender) -> None:
+    info = rec.model_info()
+    assert (info.model_version, info.num_items, info.max_history_length) == (
+        "1",
+        NUM_ITEMS,
+        MAX_LEN,
+    )
+    assert info.metrics == {"full/ndcg@10": 0.25, "full/hr@10": 0.5}
+    assert info.trained_at is not None and info.trained_at.tzinfo is not None
+
+
+def test_malformed_popularity_file_is_rejected_with_its_path(models: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "7"
+    shutil.copytree(models["plain"], broken)
+    (broken / "popularity.json").write_text(json.dumps({"sku-01": "many"}))
+    with pytest.raises(ValueError, match=r"popularity\.json.*sku-01"):
+        Predictor.load(broken)
+    (broken / "popularity.json").write_text(json.dumps({"counts": [1, 2, 3]}))
+    with pytest.raises(ValueError, match=r"popularity\.json: expected 41 counts"):
+        Predictor.load(broken)
+
+
+def test_micro_batcher_scores_queued_requests_together(rec: Recommender) -> None:
+    predictor = rec.predictor
+    sizes: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_first(size: int) -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(10)
+
+    batcher = MicroBatcher(max_batch_size=8, on_batch=sizes.append, before_batch=hold_first)
+    batcher.start()
+    try:
+        requests = [RecommendationRequest(history=(ITEMS[i],), k=4) for i in range(12)]
+        futures = [batcher.submit(predictor, predictor.prepare(requests[0]))]
+        assert entered.wait(10)
+        futures += [batcher.submit(predictor, predictor.prepare(r)) for r in requests[1:]]
+        cancelled = batcher.submit(predictor, predictor.prepare(requests[0]))
+        assert cancelled.cancel()
+        expired = batcher.submit(predictor, predictor.prepare(requests[0]), time.monotonic())
+        release.set()
+        answers = [f.result(10) for f in futures]
+        with pytest.raises(TimeoutError, match="deadline"):
+            expired.result(10)
+    finally:
+        batcher.stop()
+    # 1 held, then the 11 queued ones in batches of at most 8.
+    assert sizes == [1, 8, 3]
+    for request, answer in zip(requests, answers):
+        assert answer.item_ids == rec.recommend(request.history, k=4).item_ids
+
+
+def test_split_by_length() -> None:
+    assert split_by_length([2, 3, 2], 50) == [[0, 1, 2]]  # too little to save
+    lengths = [50, 2, 3, 40] + [4] * 40
+    assert split_by_length(lengths, 50) == [[1, 2] + list(range(4, 44)), [0, 3]]
+    assert split_by_length([80] + [2] * 30, 50)[1] == [0]  # widths are capped at max_len
+
+
+def test_length_groups_give_the_same_answers(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = [
+        RecommendationRequest(history=tuple(ITEMS[i : i + n]), k=5, explain=n == 1)
+        for i, n in enumerate([1, 6, 2, 1, 9, 1, 3])
+    ]
+    single = [rec.recommend_batch([r])[0] for r in requests]
+    monkeypatch.setattr(predictor_module, "SPLIT_MIN_SAVED_POSITIONS", 1)
+    assert len(split_by_length([len(r.history) for r in requests], MAX_LEN)) == 2
+    for got, want in zip(rec.recommend_batch(requests), single):
+        assert got.item_ids == want.item_ids
+        np.testing.assert_allclose(
+            [i.score for i in got.items], [i.score for i in want.items], rtol=1e-5, atol=1e-6
+        )
+        assert got.explanation == () or got.explanation[0].item_id == want.explanation[0].item_id
+
+
+def test_batch_buckets() -> None:
+    assert batch_buckets(1) == (1,)
+    assert batch_buckets(32) == (1, 2, 4, 8, 16, 32)
+    assert batch_buckets(24) == (1, 2, 4, 8, 16, 24)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        batch_buckets(0)
+
+
+def test_list_versions_ignores_staging_and_incomplete_dirs(models: dict, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(models["plain"], root / "3")
+    shutil.copytree(models["plain"], root / "12")
+    (root / ".tmp-abc").mkdir()
+    (root / "20").mkdir()  # no manifest.json: still being written
+    (root / "notes").mkdir()
+    assert [p.name for p in list_versions(root)] == ["12", "3"]
+    assert list_versions(root / "3") == [root / "3"]
+    with pytest.raises(FileNotFoundError):
+        list_versions(tmp_path / "missing")
+    loaded = Recommender.load(root, max_batch_size=1, warm_up=False)
+    assert loaded.model_version == "12"
+
+
+def test_limits_are_configurable(models: dict) -> None:
+    small = Recommender.load(models["plain"], limits=Limits(max_k=3, max_history=2), warm_up=False)
+    with pytest.raises(InvalidRequestError, match="k: must be in 0..3"):
+        small.recommend(["sku-01"], k=4)
+    with pytest.raises(InvalidRequestError, match="history: at most 2"):
+        small.recommend(["sku-01"] * 3, k=1)
