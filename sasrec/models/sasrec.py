@@ -1,0 +1,353 @@
+"""The SASRec model: encoder + next-item task (losses, scoring, top-k)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from sasrec.config import validate_model_arguments
+from sasrec.layers.sasrec_encoder import SASRecEncoder
+
+_NEG_INF = float("-inf")
+
+
+@keras.saving.register_keras_serializable(package="sasrec")
+class SASRec(keras.Model):
+    """Self-attentive sequential recommender (Kang & McAuley, ICDM 2018).
+
+    The constructor arguments are exactly the fields of
+    :class:`sasrec.config.SASRecConfig` (see there for their meaning). The
+    encoder (:class:`sasrec.layers.SASRecEncoder`) maps left-padded ids
+    ``(B, t)`` to hidden states ``(B, t, d)``; the item table ``E`` is shared
+    with the output layer, so the score of item ``i`` after position ``p`` is
+    ``h_p . E_i``. The loss lives in :meth:`compute_loss`, so training is
+    ``model.compile(optimizer); model.fit(dataset)`` on batches of the
+    training contract (``item_ids``, ``positives``, ``negatives``).
+
+    Example:
+        >>> model = SASRec(num_items=20, max_len=5, hidden_dim=8, loss="bce")
+        >>> ids = keras.ops.convert_to_tensor([[0, 0, 3, 4, 5]])
+        >>> tuple(model(ids).shape), tuple(model.score_last(ids).shape)
+        ((1, 5, 8), (1, 21))
+        >>> top_ids, top_scores = model.top_k(ids, k=3)
+        >>> bool(keras.ops.all(top_ids != 3))
+        True
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        hidden_dim: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        ffn_dim: int | None = None,
+        dropout: float = 0.2,
+        attention_dropout: float | None = None,
+        norm_first: bool = True,
+        position_embedding: str = "learned",
+        attention_window: int | None = None,
+        loss: str = "softmax",
+        num_negatives: int = 1,
+        gbce_t: float = 0.75,
+        **kwargs: Any,
+    ) -> None:
+        validate_model_arguments(
+            num_items=num_items,
+            max_len=max_len,
+            hidden_dim=hidden_dim,
+            num_blocks=num_blocks,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            norm_first=norm_first,
+            position_embedding=position_embedding,
+            attention_window=attention_window,
+            loss=loss,
+            num_negatives=num_negatives,
+            gbce_t=gbce_t,
+        )
+        super().__init__(**kwargs)
+        self.num_items = num_items
+        self.max_len = max_len
+        self.hidden_dim = hidden_dim
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.ffn_dim = ffn_dim
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.norm_first = norm_first
+        self.position_embedding = position_embedding
+        self.attention_window = attention_window
+        self.loss_name = loss
+        self.num_negatives = num_negatives
+        self.gbce_t = gbce_t
+        self.encoder = SASRecEncoder(
+            num_items=num_items,
+            max_len=max_len,
+            hidden_dim=hidden_dim,
+            num_blocks=num_blocks,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            norm_first=norm_first,
+            position_embedding=position_embedding,
+            attention_window=attention_window,
+            dtype=self.dtype_policy,
+            name="encoder",
+        )
+        # Build eagerly: weights exist right away (count_params, set_weights,
+        # loading) and no variable is ever created inside a traced function.
+        self.build((None, max_len))
+
+    def build(self, input_shape: tuple[int | None, ...] = (None, None)) -> None:
+        if not self.encoder.built:
+            self.encoder.build((None, None))
+
+    # ----------------------------------------------------------------- encoder
+    @property
+    def item_embeddings(self) -> keras.Variable:
+        """The shared ``(N + 1, d)`` item table (row 0 = padding)."""
+        return self.encoder.item_embeddings
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        """Hidden states ``(B, t, d)`` of an id tensor or a training batch dict."""
+        item_ids = inputs["item_ids"] if isinstance(inputs, dict) else inputs
+        return self.encoder(item_ids, training=training)
+
+    def compile(self, *args: Any, jit_compile: bool | str = "auto", **kwargs: Any) -> None:
+        """``keras.Model.compile``, then builds the optimizer's slots right away.
+
+        The model is built at construction, so its variables are known; the
+        optimizer variables would otherwise be created inside the first
+        trace of the train function, which makes TensorFlow trace it twice.
+
+        ``jit_compile=True`` (XLA) is usually the fastest on CPU for the
+        sampled losses; XLA compiles once per distinct batch shape. It is
+        refused for ``loss="softmax"``, which gathers the valid positions
+        into a tensor of data-dependent size.
+        """
+        if jit_compile is True and self.loss_name == "softmax":
+            raise ValueError(
+                "SASRec(loss='softmax') cannot be compiled with jit_compile=True: the full "
+                "softmax gathers the valid positions (a data-dependent shape); use "
+                "jit_compile=False or a sampled loss ('bce', 'gbce', 'sampled_softmax')"
+            )
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # -------------------------------------------------------------------- loss
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> Any:
+        """The ``loss`` chosen in the config, averaged over valid positions.
+
+        Args:
+            x: The training batch dict (``item_ids``, ``positives`` and, for
+                sampled losses, ``negatives``).
+            y: Unused (the targets are in ``x``).
+            y_pred: Hidden states from :meth:`call`.
+            sample_weight: Unused.
+            training: Unused.
+
+        Returns:
+            Scalar float32 loss (plus any layer regularization losses).
+        """
+        del y, sample_weight, training
+        if not isinstance(x, dict) or "positives" not in x:
+            raise ValueError(
+                "SASRec.compute_loss expects the training batch dict with keys "
+                f"'item_ids', 'positives' and 'negatives', received {type(x).__name__}"
+                + (f" with keys {sorted(x)}" if isinstance(x, dict) else "")
+            )
+        total = self.sequence_loss(y_pred, x["positives"], x.get("negatives"))
+        for extra in self.losses:
+            total = total + ops.cast(ops.sum(extra), "float32")
+        return total
+
+    def sequence_loss(self, hidden: Any, positives: Any, negatives: Any | None = None) -> Any:
+        """Mean loss over positions with ``positives != 0``.
+
+        Args:
+            hidden: ``(B, t, d)`` hidden states.
+            positives: Int ``(B, t)`` next item per position, 0 = no target.
+            negatives: Int ``(B, t, n)`` sampled negatives (sampled losses).
+
+        Returns:
+            Scalar float32; 0 when the batch has no valid position.
+        """
+        hidden = ops.cast(hidden, "float32")
+        positives = ops.cast(positives, "int32")
+        valid = ops.not_equal(positives, 0)
+        count = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
+        if self.loss_name == "softmax":
+            return self._full_softmax_loss(hidden, positives, valid) / count
+        if negatives is None:
+            raise ValueError(
+                f"SASRec(loss={self.loss_name!r}) needs 'negatives' (B, t, n) in the batch"
+            )
+        negatives = ops.cast(negatives, "int32")
+        if len(negatives.shape) != 3:
+            raise ValueError(
+                f"negatives must have shape (B, t, n), received shape {tuple(negatives.shape)}"
+            )
+        # One gather for the positive and all negatives.
+        candidates = ops.concatenate([positives[:, :, None], negatives], axis=-1)
+        candidate_vectors = self.encoder.item_embedding.lookup(candidates)  # (B, t, 1 + n, d)
+        # Multiply-and-sum: a batched matmul of (1 + n, d) x (d, 1) is slower.
+        logits = ops.sum(candidate_vectors * hidden[:, :, None, :], axis=-1)
+        positive, negative = logits[:, :, 0], logits[:, :, 1:]
+        if self.loss_name == "sampled_softmax":
+            per_position = ops.logsumexp(logits, axis=-1) - positive
+        else:
+            beta = self.gbce_beta(ops.shape(negatives)[-1]) if self.loss_name == "gbce" else 1.0
+            per_position = -beta * ops.log_sigmoid(positive) - ops.sum(
+                ops.log_sigmoid(-negative), axis=-1
+            )
+        return ops.sum(ops.where(valid, per_position, 0.0)) / count
+
+    def gbce_beta(self, num_sampled: Any) -> Any:
+        """gSASRec's ``beta = alpha (t (1 - 1/alpha) + 1/alpha)``, ``alpha = k / (N - 1)``.
+
+        Petrov & Macdonald, "gSASRec", RecSys 2023: with ``k`` negatives drawn
+        uniformly from the ``N - 1`` non-positive items, raising the positive
+        probability to ``beta`` calibrates the scores; ``t = 0`` gives
+        ``beta = 1`` (plain BCE) and ``t = 1`` gives ``beta = alpha``.
+        """
+        alpha = ops.minimum(ops.cast(num_sampled, "float32") / max(self.num_items - 1, 1), 1.0)
+        return alpha * (self.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+    def _full_softmax_loss(self, hidden: Any, positives: Any, valid: Any) -> Any:
+        # Gather the valid positions first: (V, d) @ (d, N) instead of (B, t, N).
+        flat_valid = ops.reshape(valid, (-1,))
+        (rows,) = ops.nonzero(flat_valid)
+        states = ops.take(ops.reshape(hidden, (-1, self.hidden_dim)), rows, axis=0)
+        labels = ops.take(ops.reshape(positives, (-1,)), rows, axis=0) - 1
+        # Rows 1..N only, so the padding column never takes probability mass.
+        table = ops.cast(self.item_embeddings, "float32")[1:]
+        logits = ops.matmul(states, ops.transpose(table))
+        losses = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return ops.sum(losses)
+
+    # ----------------------------------------------------------------- scoring
+    def score_last(self, item_ids: Any) -> Any:
+        """Float32 logits ``(B, N + 1)`` for the item after the last column.
+
+        Column 0 (padding) is ``-inf``.
+        """
+        item_ids = ops.convert_to_tensor(item_ids, dtype="int32")
+        hidden = self.encoder(item_ids, training=False)
+        last = ops.cast(hidden[:, -1, :], "float32")
+        table = ops.cast(self.item_embeddings, "float32")
+        logits = ops.matmul(last, ops.transpose(table))
+        is_padding = ops.equal(ops.arange(self.num_items + 1, dtype="int32"), 0)[None, :]
+        return ops.where(is_padding, _NEG_INF, logits)
+
+    def top_k(
+        self,
+        item_ids: Any,
+        k: Any,
+        exclude_history: Any = True,
+        deny_ids: Any | None = None,
+        allow_ids: Any | None = None,
+    ) -> tuple[Any, Any]:
+        """The ``k`` best next items, with exclusions applied in the graph.
+
+        Args:
+            item_ids: Int ``(B, t)`` left-padded histories.
+            k: Number of results (int or int32 scalar tensor); at most N
+                are returned.
+            exclude_history: Bool, or bool ``(B,)`` per row: drop items of
+                the history.
+            deny_ids: Int ``(B, D)`` items never to return, padded with 0.
+            allow_ids: Int ``(B, D)`` the only items to return, padded with
+                0; a row that is all 0 means "no allow list".
+
+        Returns:
+            ``(ids int32 (B, min(k, N)), scores float32 (B, min(k, N)))``
+            sorted by decreasing score. Ids outside 1..N in ``deny_ids`` or
+            ``allow_ids`` are ignored. When fewer than ``k`` items are
+            eligible, the remaining slots have id 0 and score ``-inf``.
+        """
+        if isinstance(k, int) and k < 1:
+            raise ValueError(f"k must be >= 1, received k={k}")
+        item_ids = ops.convert_to_tensor(item_ids, dtype="int32")
+        scores = self.score_last(item_ids)
+        batch = ops.shape(item_ids)[0]
+        num_columns = self.num_items + 1
+
+        exclude = ops.broadcast_to(ops.convert_to_tensor(exclude_history, dtype="bool"), (batch,))
+        banned_ids = [ops.where(exclude[:, None], item_ids, 0)]
+        if deny_ids is not None:
+            banned_ids.append(self._sanitize_ids(deny_ids))
+        banned = _row_membership(ops.concatenate(banned_ids, axis=1), batch, num_columns)
+        if allow_ids is not None:
+            allow_ids = self._sanitize_ids(allow_ids)
+            has_allow = ops.any(ops.not_equal(allow_ids, 0), axis=1)[:, None]
+            allowed = _row_membership(allow_ids, batch, num_columns)
+            banned = ops.logical_or(banned, ops.logical_and(has_allow, ops.logical_not(allowed)))
+        scores = ops.where(banned, _NEG_INF, scores)
+
+        k = ops.minimum(ops.cast(k, "int32"), self.num_items)
+        top_scores, top_columns = ops.top_k(scores[:, 1:], k)
+        top_ids = ops.where(ops.isfinite(top_scores), ops.cast(top_columns, "int32") + 1, 0)
+        return top_ids, top_scores
+
+    def _sanitize_ids(self, ids: Any) -> Any:
+        ids = ops.convert_to_tensor(ids, dtype="int32")
+        in_range = ops.logical_and(ops.greater(ids, 0), ops.less_equal(ids, self.num_items))
+        return ops.where(in_range, ids, 0)
+
+    def attention_weights(self, item_ids: Any) -> Any:
+        """Float32 ``(B, t)``: the last block's attention of the last position.
+
+        Averaged over heads; padding columns get 0 and each row with at
+        least one real item sums to 1.
+        """
+        item_ids = ops.convert_to_tensor(item_ids, dtype="int32")
+        _, weights = self.encoder(item_ids, training=False, return_attention_scores=True)
+        return ops.mean(weights[-1][:, :, -1, :], axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_items=self.num_items,
+            max_len=self.max_len,
+            hidden_dim=self.hidden_dim,
+            num_blocks=self.num_blocks,
+            num_heads=self.num_heads,
+            ffn_dim=self.ffn_dim,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            norm_first=self.norm_first,
+            position_embedding=self.position_embedding,
+            attention_window=self.attention_window,
+            loss=self.loss_name,
+            num_negatives=self.num_negatives,
+            gbce_t=self.gbce_t,
+        )
+        return config
+
+
+def _row_membership(ids: Any, batch: Any, num_columns: int) -> Any:
+    """Bool ``(B, num_columns)``: True where column ``i`` occurs in row ``b`` of ids.
+
+    One scatter of ``B * D`` ones into ``(B, num_columns)``; never a
+    ``(B, D, num_columns)`` one-hot. Column 0 collects the padding entries.
+    """
+    width = ops.shape(ids)[1]
+    rows = ops.repeat(ops.arange(batch, dtype="int32")[:, None], width, axis=1)
+    indices = ops.reshape(ops.stack([rows, ids], axis=-1), (-1, 2))
+    ones = ops.ones((ops.shape(indices)[0],), dtype="float32")
+    counts = ops.scatter(indices, ones, (batch, num_columns))
+    return ops.greater(counts, 0.0)

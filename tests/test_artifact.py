@@ -1,0 +1,158 @@
+"""Model directories: save/load round trip, corrupt input, versioned publishing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from sasrec.artifact import (
+    ModelArtifact,
+    latest_version,
+    load_model_dir,
+    publish_version,
+    save_model_dir,
+)
+from sasrec.config import SASRecConfig
+from sasrec.models import SASRec
+from sasrec.vocabulary import ItemVocabulary
+
+np_ = ops.convert_to_numpy
+HISTORIES = np.array([[0, 0, 1, 2, 3], [0, 4, 5, 6, 7], [0, 0, 0, 0, 0]], np.int32)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A compiled model that took one optimizer step (so it has optimizer state)."""
+    keras.utils.set_random_seed(0)
+    model = SASRec(num_items=8, max_len=5, hidden_dim=8, num_blocks=1, loss="bce")
+    model.compile(optimizer="adam")
+    batch = {
+        "item_ids": HISTORIES[:2],
+        "positives": np.roll(HISTORIES[:2], -1, axis=1),
+        "negatives": np.full((2, 5, 1), 8, np.int32),
+    }
+    model.train_on_batch(batch)
+    return model, ItemVocabulary([f"sku-{i}" for i in range(1, 9)])
+
+
+@pytest.fixture(scope="module")
+def saved(trained, tmp_path_factory):
+    model, vocab = trained
+    path = tmp_path_factory.mktemp("artifact") / "model"
+    save_model_dir(path, model, vocab, extra_json={"metrics": {"ndcg@10": 0.5}, "history.json": []})
+    return path
+
+
+def test_save_load_round_trip_gives_identical_scores(trained, saved):
+    model, vocab = trained
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "config.json",
+        "history.json",
+        "manifest.json",
+        "metrics.json",
+        "model.keras",
+        "vocabulary.json",
+    ]
+    assert not [p for p in saved.parent.iterdir() if p.name.startswith(".tmp")]
+    artifact = load_model_dir(saved)
+    assert isinstance(artifact, ModelArtifact)
+    np.testing.assert_array_equal(
+        np_(artifact.model.score_last(HISTORIES)), np_(model.score_last(HISTORIES))
+    )
+    assert artifact.config == SASRecConfig.from_dict(model.get_config())
+    assert artifact.vocabulary == vocab
+    assert artifact.metrics == {"ndcg@10": 0.5}
+    assert artifact.read_extra("history") == [] and artifact.read_extra("popularity") is None
+    manifest = artifact.manifest
+    assert manifest["format"] == "sasrec.model.v1"
+    assert (manifest["num_items"], manifest["max_len"], manifest["version"]) == (8, 5, 0)
+    assert getattr(artifact.model, "optimizer", None) is None  # no optimizer state saved
+
+
+def test_refuses_to_overwrite_and_checks_inputs(trained, saved, tmp_path):
+    model, vocab = trained
+    with pytest.raises(ValueError, match="already exists"):
+        save_model_dir(saved, model, vocab)
+    with pytest.raises(ValueError, match="vocabulary has 2 items"):
+        save_model_dir(tmp_path / "m", model, ItemVocabulary(["a", "b"]))
+    with pytest.raises(ValueError, match="extra JSON name"):
+        save_model_dir(tmp_path / "m", model, vocab, extra_json={"config": {}})
+    assert not (tmp_path / "m").exists()
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def test_corrupt_directories_give_clear_errors(saved, tmp_path):
+    with pytest.raises(ValueError, match="not a model directory"):
+        load_model_dir(tmp_path / "absent")
+
+    no_manifest = _copy(saved, tmp_path / "no_manifest")
+    (no_manifest / "manifest.json").unlink()
+    with pytest.raises(ValueError, match=r"manifest\.json: missing"):
+        load_model_dir(no_manifest)
+
+    truncated = _copy(saved, tmp_path / "truncated")
+    data = (truncated / "model.keras").read_bytes()
+    (truncated / "model.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"model\.keras: cannot load"):
+        load_model_dir(truncated)
+
+    bad_config = _copy(saved, tmp_path / "bad_config")
+    config = json.loads((bad_config / "config.json").read_text())
+    (bad_config / "config.json").write_text(json.dumps(dict(config, num_heads=3)))
+    with pytest.raises(ValueError, match=r"config\.json.*num_heads"):
+        load_model_dir(bad_config)
+
+    bad_json = _copy(saved, tmp_path / "bad_json")
+    (bad_json / "metrics.json").write_text("{")
+    with pytest.raises(ValueError, match=r"metrics\.json: not a readable JSON"):
+        load_model_dir(bad_json)
+
+    wrong_vocab = _copy(saved, tmp_path / "wrong_vocab")
+    ItemVocabulary(["x"]).save(wrong_vocab / "vocabulary.json")
+    with pytest.raises(ValueError, match=r"vocabulary\.json: 1 items"):
+        load_model_dir(wrong_vocab)
+
+
+def test_publish_versions(trained, tmp_path):
+    model, vocab = trained
+    out = tmp_path / "models"
+    assert latest_version(out) is None
+
+    def build(path):
+        save_model_dir(path, model, vocab)
+
+    first = publish_version(out, build)
+    (out / "7").mkdir()  # an incomplete entry: never latest, but its number is taken
+    second = publish_version(out, build)
+    assert (first.name, second.name) == ("1", "8")
+    assert latest_version(out) == second
+    assert load_model_dir(second).manifest["version"] == 8
+
+    def broken(path):
+        path.mkdir()
+        (path / "model.keras").write_text("partial")
+        raise RuntimeError("training crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        publish_version(out, broken)
+    with pytest.raises(ValueError, match="manifest.json"):
+        publish_version(out, lambda path: path.mkdir())
+    assert sorted(p.name for p in out.iterdir()) == ["1", "7", "8"]  # no staging left over
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        publish_version(a_file, build)
+    with pytest.raises(ValueError, match="is a file"):
+        latest_version(a_file)

@@ -1,0 +1,168 @@
+"""SASRec model API: config, call, scoring, top-k with exclusions, attention, tracing."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from sasrec.config import SASRecConfig
+from sasrec.models import SASRec
+
+np_ = ops.convert_to_numpy
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return SASRec(num_items=40, max_len=6, hidden_dim=8, num_blocks=2, num_heads=2, loss="bce")
+
+
+def test_config_round_trip():
+    config = SASRecConfig(
+        num_items=15,
+        max_len=7,
+        hidden_dim=12,
+        num_blocks=1,
+        num_heads=3,
+        ffn_dim=20,
+        dropout=0.1,
+        attention_dropout=0.0,
+        norm_first=False,
+        position_embedding="sinusoidal",
+        attention_window=3,
+        loss="gbce",
+        num_negatives=4,
+        gbce_t=0.5,
+    )
+    model = SASRec(**config.to_dict())
+    assert SASRecConfig.from_dict(model.get_config()) == config
+    clone = SASRec.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert isinstance(revived, SASRec) and revived.get_config() == model.get_config()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"hidden_dim": 10, "num_heads": 3}, "num_heads"),
+        ({"loss": "hinge"}, "loss"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"max_len": 0}, "max_len"),
+        ({"position_embedding": "rotary"}, "position_embedding"),
+    ],
+)
+def test_bad_config_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=rf"SASRecConfig\.{field} .*received {field}="):
+        SASRec(num_items=10, **kwargs)
+
+
+def test_call_accepts_ids_or_batch_dict(model):
+    ids = np.array([[0, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]], np.int32)
+    batch = {"item_ids": ids, "positives": ids, "negatives": ids[..., None]}
+    np.testing.assert_array_equal(np_(model(ids)), np_(model(batch)))
+    assert model(ids).shape == (2, 6, 8)
+    assert model(ids[:, 3:]).shape == (2, 3, 8)  # any width <= max_len
+
+
+def test_score_last_is_last_state_dot_item_table(model):
+    ids = np.array([[0, 0, 1, 2, 3, 4], [0, 0, 0, 0, 0, 9]], np.int32)
+    scores = np_(model.score_last(ids))
+    assert scores.shape == (2, 41) and scores.dtype == np.float32
+    assert np.all(scores[:, 0] == -np.inf)
+    expected = np_(model(ids))[:, -1] @ np_(model.item_embeddings).T
+    np.testing.assert_allclose(scores[:, 1:], expected[:, 1:], rtol=1e-5, atol=1e-6)
+
+
+def numpy_top_k(scores, histories, k, exclude, deny, allow):
+    scores = scores.copy()
+    scores[:, 0] = -np.inf
+    for row in range(len(scores)):
+        if exclude[row]:
+            scores[row, histories[row][histories[row] > 0]] = -np.inf
+        scores[row, deny[row][deny[row] > 0]] = -np.inf
+        allowed = allow[row][allow[row] > 0]
+        if allowed.size:
+            keep = np.zeros(scores.shape[1], bool)
+            keep[allowed] = True
+            scores[row, ~keep] = -np.inf
+    order = np.argsort(-scores[:, 1:], axis=1, kind="stable")[:, :k] + 1
+    top = np.take_along_axis(scores, order, 1)
+    return np.where(np.isfinite(top), order, 0), top
+
+
+def test_top_k_with_exclusions_equals_numpy(model):
+    rng = np.random.default_rng(0)
+    histories = np.array(
+        [[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 7], [0, 0, 0, 9, 9, 9]], np.int32
+    )
+    deny = rng.integers(0, 41, size=(4, 5)).astype(np.int32)
+    allow = np.zeros((4, 6), np.int32)
+    allow[1] = [11, 12, 13, 14, 0, 0]
+    allow[3] = [9, 30, 31, 0, 0, 0]  # 9 is in the history: excluded anyway
+    exclude = np.array([True, True, False, True])
+    ids, scores = model.top_k(histories, 5, exclude, deny, allow)
+    expected_ids, expected_scores = numpy_top_k(
+        np_(model.score_last(histories)), histories, 5, exclude, deny, allow
+    )
+    np.testing.assert_array_equal(np_(ids), expected_ids)
+    np.testing.assert_allclose(np_(scores), expected_scores, rtol=1e-6)
+    assert np_(ids)[3].tolist()[2:] == [0, 0, 0]  # only 30 and 31 are eligible
+    assert np.all(np_(scores)[3, 2:] == -np.inf)
+
+
+def test_top_k_defaults_bounds_and_unknown_ids(model):
+    histories = np.array([[0, 0, 0, 1, 2, 3]], np.int32)
+    ids, scores = model.top_k(histories, 100)
+    assert ids.shape == (1, 40)  # k is capped at N
+    assert sorted(np_(ids)[0][:37].tolist()) == list(range(4, 41))
+    assert np_(ids)[0][37:].tolist() == [0, 0, 0]
+    kept, _ = model.top_k(histories, 3, exclude_history=False, deny_ids=np.array([[-5, 99]]))
+    expected = np.argsort(-np_(model.score_last(histories))[0, 1:])[:3] + 1
+    np.testing.assert_array_equal(np_(kept)[0], expected)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        model.top_k(histories, 0)
+
+
+def test_attention_weights(model):
+    ids = np.array([[0, 0, 1, 2, 3, 4], [0, 0, 0, 0, 0, 0]], np.int32)
+    weights = np_(model.attention_weights(ids))
+    assert weights.shape == (2, 6)
+    np.testing.assert_allclose(weights[0].sum(), 1.0, rtol=1e-6)
+    assert np.all(weights[0, :2] == 0) and np.all(weights[1] == 0)
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+def test_train_step_traced_once_for_varying_widths():
+    traces = []
+
+    class Counting(SASRec):
+        def train_step(self, data):
+            traces.append(1)  # runs when traced, not per step
+            return super().train_step(data)
+
+    model = Counting(num_items=12, max_len=8, hidden_dim=8, num_blocks=1, loss="bce")
+    model.compile(optimizer="adam")
+    rng = np.random.default_rng(0)
+
+    def batches():
+        for width in (8, 3, 5, 8, 2, 6):
+            ids = rng.integers(0, 13, size=(4, width)).astype(np.int32)
+            yield {
+                "item_ids": ids,
+                "positives": np.roll(ids, -1, axis=1),
+                "negatives": rng.integers(1, 13, size=(4, width, 1)).astype(np.int32),
+            }
+
+    spec = {
+        "item_ids": tf.TensorSpec((None, None), tf.int32),
+        "positives": tf.TensorSpec((None, None), tf.int32),
+        "negatives": tf.TensorSpec((None, None, 1), tf.int32),
+    }
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    history = model.fit(dataset, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][-1])
+    assert len(traces) == 1
