@@ -120,6 +120,7 @@ def epoch_batches(
     chunk_batches: int = 32,
     drop_remainder: bool = False,
     lengths: np.ndarray | None = None,
+    negatives_per_sequence: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The batches of one epoch as dicts of numpy arrays (see the module docstring)."""
     max_len = inputs.shape[1]
@@ -131,7 +132,13 @@ def epoch_batches(
         batch_inputs = inputs[rows, max_len - width :]
         batch_positives = positives[rows, max_len - width :]
         batch = {"item_ids": batch_inputs, "positives": batch_positives}
-        if num_negatives > 0:
+        if num_negatives > 0 and negatives_per_sequence:
+            # One set per sequence, uniform over 1..N; the model masks the rare
+            # negative that equals a position's positive.
+            batch["negatives"] = rng.integers(
+                1, num_items + 1, size=(len(rows), 1, num_negatives), dtype=np.int32
+            )
+        elif num_negatives > 0:
             batch["negatives"] = sample_negatives(batch_positives, num_items, num_negatives, rng)
         yield batch
 
@@ -148,6 +155,7 @@ def make_training_dataset(
     chunk_batches: int = 32,
     drop_remainder: bool = False,
     prefetch: int = 4,
+    negatives_per_sequence: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of training batches (one iteration = one epoch).
 
@@ -164,6 +172,9 @@ def make_training_dataset(
         chunk_batches: Batches per length-sorting chunk.
         drop_remainder: Drop the last short batch.
         prefetch: Batches prepared ahead.
+        negatives_per_sequence: Draw one set of n negatives per sequence,
+            ``negatives`` of shape ``(B, 1, n)`` shared by its positions
+            (gSASRec); cheap enough for hundreds of negatives.
 
     Returns:
         ``tf.data.Dataset`` of dicts ``{"item_ids": int32 (B, t), "positives":
@@ -217,6 +228,7 @@ def make_training_dataset(
             chunk_batches=chunk_batches,
             drop_remainder=drop_remainder,
             lengths=lengths,
+            negatives_per_sequence=negatives_per_sequence,
         )
 
     signature = {
@@ -224,7 +236,8 @@ def make_training_dataset(
         "positives": tf.TensorSpec((None, None), tf.int32),
     }
     if num_negatives > 0:
-        signature["negatives"] = tf.TensorSpec((None, None, num_negatives), tf.int32)
+        width = 1 if negatives_per_sequence else None
+        signature["negatives"] = tf.TensorSpec((None, width, num_negatives), tf.int32)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(prefetch)

@@ -346,6 +346,9 @@ def run_training(
         batch_size=train.batch_size,
         num_negatives=0 if config.loss == "softmax" else config.num_negatives,
         seed=train.seed,
+        # Hundreds of negatives per position would cost a (B, t, n, d) gather;
+        # one set per sequence (gSASRec) costs (B, n, d).
+        negatives_per_sequence=config.num_negatives > 1,
     )
 
     # -- fit

@@ -149,9 +149,52 @@ def test_loss_is_float32_under_mixed_precision():
         batch = make_batch(np.random.default_rng(6))
         hidden = model(batch)
         value = model.compute_loss(batch, None, hidden)
+        expected = numpy_loss(model, batch, np_(ops.cast(hidden, "float32")))
+        model.compile(optimizer=keras.optimizers.Adam(0.02))
+        losses = [float(model.train_on_batch(batch)) for _ in range(10)]
     finally:
         keras.config.set_dtype_policy(previous)
     assert keras.backend.standardize_dtype(hidden.dtype) == "bfloat16"
     assert keras.backend.standardize_dtype(value.dtype) == "float32"
-    hidden32 = np_(ops.cast(hidden, "float32"))
-    np.testing.assert_allclose(np_(value), numpy_loss(model, batch, hidden32), rtol=1e-5)
+    np.testing.assert_allclose(np_(value), expected, rtol=1e-5)
+    assert model.item_embeddings.dtype == "float32"
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_shared_negatives_equal_per_position_copies():
+    """(B, 1, n) negatives give the same loss as the same set repeated at every position."""
+    rng = np.random.default_rng(11)
+    for loss in ("bce", "gbce", "sampled_softmax"):
+        model = SASRec(num_items=30, max_len=6, hidden_dim=8, loss=loss, num_negatives=4)
+        ids = np.array([[0, 0, 3, 4, 5, 6], [0, 7, 8, 9, 10, 11]], np.int32)
+        positives = np.array([[0, 0, 4, 5, 6, 7], [0, 8, 9, 10, 11, 12]], np.int32)
+        shared = rng.integers(13, 31, size=(2, 1, 4)).astype(np.int32)  # never a positive
+        hidden = model(ids)
+        one = model.sequence_loss(hidden, positives, shared)
+        tiled = model.sequence_loss(hidden, positives, np.repeat(shared, 6, axis=1))
+        np.testing.assert_allclose(np_(one), np_(tiled), rtol=1e-5)
+
+
+def test_shared_negative_equal_to_positive_is_ignored():
+    model = SASRec(num_items=30, max_len=4, hidden_dim=8, loss="bce", num_negatives=2)
+    ids = np.array([[0, 3, 4, 5]], np.int32)
+    positives = np.array([[0, 4, 5, 6]], np.int32)
+    hidden = model(ids)
+    clean = np.array([[[20, 21]]], np.int32)
+    collide = np.array([[[20, 5]]], np.int32)  # 5 is the positive at position 1
+    only_20 = model.sequence_loss(hidden, positives, np.array([[[20]]], np.int32))
+    with_collision = model.sequence_loss(hidden, positives, collide)
+    assert float(np_(with_collision)) != float(np_(model.sequence_loss(hidden, positives, clean)))
+    # At position 1 the colliding negative contributes nothing; elsewhere it counts.
+    h = np_(hidden)
+    e = np_(model.item_embeddings)
+    expected = 0.0
+    for t, pos in ((1, 4), (2, 5), (3, 6)):
+        s_pos = h[0, t] @ e[pos]
+        terms = -np.log(1 / (1 + np.exp(-s_pos)))
+        for neg in (20, 5):
+            if neg != pos:
+                terms += -np.log(1 / (1 + np.exp(h[0, t] @ e[neg])))
+        expected += terms
+    np.testing.assert_allclose(float(np_(with_collision)), expected / 3, rtol=1e-4)
+    assert float(np_(only_20)) > 0

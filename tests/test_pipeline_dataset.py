@@ -138,3 +138,15 @@ def test_dataset_without_negatives_and_bad_arguments():
         make_training_dataset(inputs, positives, 10, 8, 1, seed=0)
     with pytest.raises(ValueError, match="same shape"):
         make_training_dataset(inputs, positives[:, 1:], 40, 8, 1, seed=0)
+
+
+def test_negatives_per_sequence_shape_and_range():
+    x = np.array([[0, 1, 2, 3], [0, 0, 4, 5]], np.int32)
+    y = np.array([[0, 2, 3, 6], [0, 0, 5, 6]], np.int32)
+    ds = make_training_dataset(
+        x, y, num_items=6, batch_size=2, num_negatives=5, seed=3, negatives_per_sequence=True
+    )
+    batch = next(iter(ds))
+    neg = batch["negatives"].numpy()
+    assert neg.shape == (2, 1, 5)
+    assert neg.min() >= 1 and neg.max() <= 6
