@@ -51,13 +51,14 @@ def run_demo(out: Path, epochs: int, port: int) -> int:
                 if name.startswith("full/") and name.endswith(("ndcg@10", "hr@10")):
                     print(f"  test {name}: {info.metrics[name]:.4f}")
             print("\n== 3/3 query it through the Python client ==")
-            from sasrec.vocabulary import ItemVocabulary
+            from sasrec.pipelines.synthetic import generate_synthetic_log
 
-            vocab = ItemVocabulary.load(version / "vocabulary.json")
-            ids = vocab.item_ids
-            history = [ids[0], ids[1], ids[2]]
+            # A real shopper's recent history from the same embedded log.
+            log = generate_synthetic_log()
+            first_user = log["user_id"].iloc[0]
+            history = log.loc[log["user_id"] == first_user, "item_id"].tolist()[-5:]
             rec = client.recommend(history, k=5, explain=True)
-            _print_recommendations("a short history", history, rec)
+            _print_recommendations(f"{first_user}'s last {len(history)} items", history, rec)
             rec = client.recommend([*history, "sku-not-in-catalogue"], k=5)
             _print_recommendations("with an unknown id", [*history, "sku-not-in-catalogue"], rec)
             rec = client.recommend(["nobody-knows-this"], k=5)
