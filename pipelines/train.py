@@ -393,7 +393,10 @@ def run_training(
     if train.tensorboard:
         run_name = time.strftime("%Y%m%d-%H%M%S")
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard" / run_name)))
-    history = model.fit(dataset, epochs=train.epochs, callbacks=callbacks, verbose=train.verbose)
+    # The dataset shuffles and buckets by itself; Keras must not try to.
+    history = model.fit(
+        dataset, epochs=train.epochs, callbacks=callbacks, verbose=train.verbose, shuffle=False
+    )
     fit_seconds = time.time() - started
 
     # -- evaluate
