@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-blocks", type=int, default=2)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--busy-wait-ms", type=float, default=2.0)
     parser.add_argument("--intra-op-threads", type=int, default=0, help="0: all cores")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             poll_seconds=0,
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
+            busy_wait_ms=args.busy_wait_ms,
         )
         try:
             for concurrency in args.concurrency:
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmodel: {len(items)} items, max_len {MAX_LEN}, d={args.hidden_dim}, "
         f"{args.num_blocks} blocks; {source}; k=10; "
         f"max_batch_size={args.max_batch_size}, max_wait_ms={args.max_wait_ms}, "
+        f"busy_wait_ms={args.busy_wait_ms}, "
         f"intra_op_threads={configure_threads()[0]}\n"
     )
     print("| mode | concurrency | requests | p50 ms | p99 ms | req/s |")

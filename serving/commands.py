@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
         help="wait this long for more requests after the first of a batch (default 0)",
     )
     serve.add_argument(
+        "--busy-wait-ms",
+        type=float,
+        default=2.0,
+        help="under load (previous batch > 1 request), wait up to this long to batch as many "
+        "as last time (0: off)",
+    )
+    serve.add_argument(
         "--max-concurrent",
         type=int,
         default=256,
@@ -87,7 +94,11 @@ def register(subparsers: Any) -> None:
     rec.add_argument("--server", default="localhost:50051", help="HOST:PORT")
     rec.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
     rec.add_argument("--k", type=int, default=10, help="items wanted")
-    rec.add_argument("--explain", action="store_true", help="show the attended history items")
+    rec.add_argument(
+        "--explain",
+        action="store_true",
+        help="show the history items behind each item",
+    )
     rec.add_argument("--include-history", action="store_true", help="allow history items")
     rec.add_argument("--allow", default="", help="comma-separated ids: only these")
     rec.add_argument("--exclude", default="", help="comma-separated ids: never these")
@@ -116,6 +127,7 @@ def run_serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        busy_wait_ms=args.busy_wait_ms,
         max_concurrent=args.max_concurrent,
         max_queue=args.max_queue,
         grace_seconds=args.grace_seconds,
@@ -176,7 +188,16 @@ def run_recommend(args: argparse.Namespace) -> int:
                     "model_version": rec.model_version,
                     "fallback": rec.fallback,
                     "unknown_items": list(rec.unknown_items),
-                    "items": [{"item_id": i.item_id, "score": i.score} for i in rec.items],
+                    "items": [
+                        {
+                            "item_id": i.item_id,
+                            "score": i.score,
+                            "explanation": [
+                                {"item_id": e.item_id, "weight": e.weight} for e in i.explanation
+                            ],
+                        }
+                        for i in rec.items
+                    ],
                     "explanation": [
                         {"item_id": e.item_id, "weight": e.weight} for e in rec.explanation
                     ],
@@ -197,13 +218,18 @@ def format_table(rec: Any) -> str:
     if rec.unknown_items:
         lines.append("unknown history items (ignored): " + ", ".join(rec.unknown_items))
     width = max([len("item")] + [len(i.item_id) for i in rec.items])
-    lines.append(f"{'rank':>4}  {'item':<{width}}  {'score':>10}")
+    explained = any(item.explanation for item in rec.items)
+    header = f"{'rank':>4}  {'item':<{width}}  {'score':>10}"
+    lines.append(header + ("  because (history item: weight)" if explained else ""))
     for rank, item in enumerate(rec.items, 1):
-        lines.append(f"{rank:>4}  {item.item_id:<{width}}  {item.score:>10.4f}")
+        line = f"{rank:>4}  {item.item_id:<{width}}  {item.score:>10.4f}"
+        if item.explanation:
+            line += "  " + ", ".join(f"{e.item_id}: {e.weight:.3f}" for e in item.explanation)
+        lines.append(line)
     if not rec.items:
         lines.append("   (no item satisfies the request)")
     if rec.explanation:
-        lines.append("attended history items:")
+        lines.append("attended history items (whole list):")
         for e in rec.explanation:
             lines.append(f"      {e.item_id:<{width}}  {e.weight:>10.3f}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ edges agree field by field.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -46,28 +47,39 @@ def request_to_proto(req: RecommendationRequest) -> pb.RecommendRequest:
 
 
 def recommendation_to_proto(rec: Recommendation) -> pb.RecommendResponse:
-    item = pb.RecommendedItem
     msg = pb.RecommendResponse(
-        items=[item(item_id=i.item_id, score=i.score) for i in rec.items],
         model_version=rec.model_version,
         unknown_items=rec.unknown_items,
         fallback=rec.fallback,
     )
+    items = msg.items
+    for i in rec.items:
+        added = items.add(item_id=i.item_id, score=i.score)
+        if i.explanation:
+            added.explanation.extend(_attention_to_proto(i.explanation))
     if rec.explanation:
-        msg.explanation.extend(
-            pb.HistoryAttention(item_id=e.item_id, weight=e.weight) for e in rec.explanation
-        )
+        msg.explanation.extend(_attention_to_proto(rec.explanation))
     return msg
 
 
 def recommendation_from_proto(msg: pb.RecommendResponse) -> Recommendation:
     return Recommendation(
-        items=tuple(ScoredItem(i.item_id, i.score) for i in msg.items),
+        items=tuple(
+            ScoredItem(i.item_id, i.score, _attention_from_proto(i.explanation)) for i in msg.items
+        ),
         model_version=msg.model_version,
         unknown_items=tuple(msg.unknown_items),
         fallback=msg.fallback,
-        explanation=tuple(HistoryAttention(e.item_id, e.weight) for e in msg.explanation),
+        explanation=_attention_from_proto(msg.explanation),
     )
+
+
+def _attention_to_proto(entries: tuple[HistoryAttention, ...]) -> list[pb.HistoryAttention]:
+    return [pb.HistoryAttention(item_id=e.item_id, weight=e.weight) for e in entries]
+
+
+def _attention_from_proto(entries: Any) -> tuple[HistoryAttention, ...]:
+    return tuple(HistoryAttention(e.item_id, e.weight) for e in entries)
 
 
 def model_info_to_proto(info: ModelInfo) -> pb.ModelInfo:

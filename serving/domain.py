@@ -25,7 +25,7 @@ class RecommendationRequest:
         allowed_items: If non-empty, only these items may be recommended.
         excluded_items: Items never recommended.
         user_id: Opaque caller id, used only in logs.
-        explain: Also return the history items the model attended to most.
+        explain: Also explain the answer (per item and for the whole list).
 
     Example:
         >>> RecommendationRequest(history=("a", "b"), k=5).k
@@ -42,21 +42,8 @@ class RecommendationRequest:
 
 
 @dataclass(frozen=True)
-class ScoredItem:
-    """One recommended item and its score (higher is better).
-
-    Example:
-        >>> ScoredItem("sku-1", 2.5).item_id
-        'sku-1'
-    """
-
-    item_id: str
-    score: float
-
-
-@dataclass(frozen=True)
 class HistoryAttention:
-    """How much the model attended to one history item (``explain``).
+    """The share of one history item in an explanation (``explain``).
 
     Example:
         >>> HistoryAttention("sku-3", 0.75).weight
@@ -65,6 +52,32 @@ class HistoryAttention:
 
     item_id: str
     weight: float
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One recommended item and its score (higher is better).
+
+    Args:
+        item_id: The recommended item.
+        score: The model's logit (popularity count for fallback answers).
+        explanation: With ``explain`` (model answers only): the history items
+            that contributed most to this item, highest weight first (at most
+            ``Limits.explain_top``). For history position ``j`` the
+            contribution is ``a_j * max(0, E[h_j] . E[item])`` (``a_j``: the
+            last position's attention, ``E``: the item table), normalised over
+            the history (``a_j`` when all are 0) and summed over repeats.
+
+    Example:
+        >>> ScoredItem("sku-1", 2.5).item_id
+        'sku-1'
+        >>> ScoredItem("sku-1", 2.5, (HistoryAttention("sku-3", 1.0),)).explanation[0].item_id
+        'sku-3'
+    """
+
+    item_id: str
+    score: float
+    explanation: tuple[HistoryAttention, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,9 @@ class Recommendation:
         unknown_items: History ids the model does not know (ignored).
         fallback: True when no history item was known and the popularity
             ranking answered.
-        explanation: With ``explain``: most attended history items, highest first.
+        explanation: With ``explain``: list-level summary, the history items
+            the last position attended to most, highest first (per-item
+            explanations are in ``ScoredItem.explanation``).
 
     Example:
         >>> rec = Recommendation(items=(ScoredItem("b", 1.0),), model_version="2")

@@ -5,7 +5,10 @@ one worker thread takes whatever is queued (up to ``max_batch_size``, waiting
 at most ``max_wait_seconds`` for more), drops requests whose deadline passed
 or whose caller gave up, and runs the predictor once for the batch. While the
 worker computes, new requests queue up, so batches grow with load without any
-waiting at low load.
+waiting at low load. Under load (the previous batch held more than one
+request) the worker also waits up to ``busy_wait_seconds`` until the batch is
+as large as the previous one: when the event loop hands requests over one by
+one, this keeps batches from collapsing into many small, costly model calls.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class MicroBatcher:
         max_batch_size: Most requests scored in one call.
         max_wait_seconds: How long the worker waits for more requests after the
             first one of a batch (0: take only what is already queued).
+        busy_wait_seconds: With ``max_wait_seconds`` 0: after a batch of more
+            than one request, how long the next batch may wait to reach the
+            previous batch's size (0: off). A lone caller never waits.
         max_queue: Requests waiting beyond this are refused with
             :class:`OverloadedError` (0: unbounded).
         on_batch: Called with each batch size (metrics).
@@ -62,6 +68,7 @@ class MicroBatcher:
         max_batch_size: int = 32,
         max_wait_seconds: float = 0.0,
         max_queue: int = 0,
+        busy_wait_seconds: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
         on_skipped: Callable[[str, int], None] | None = None,
         before_batch: Callable[[int], None] | None = None,
@@ -70,8 +77,12 @@ class MicroBatcher:
             raise ValueError(f"max_batch_size must be >= 1, received {max_batch_size}")
         if max_wait_seconds < 0:
             raise ValueError(f"max_wait_seconds must be >= 0, received {max_wait_seconds}")
+        if busy_wait_seconds < 0:
+            raise ValueError(f"busy_wait_seconds must be >= 0, received {busy_wait_seconds}")
         self.max_batch_size = max_batch_size
         self.max_wait_seconds = max_wait_seconds
+        self.busy_wait_seconds = busy_wait_seconds
+        self._last_size = 0  # requests in the previous batch (worker thread only)
         self.max_queue = max_queue
         self._on_batch = on_batch
         self._on_skipped = on_skipped
@@ -123,22 +134,26 @@ class MicroBatcher:
     def _collect(self, first: _Work) -> tuple[list[_Work], bool]:
         batch = [first]
         stop = False
-        deadline = time.monotonic() + self.max_wait_seconds if self.max_wait_seconds else 0.0
+        wait, target = self.max_wait_seconds, self.max_batch_size
+        if not wait and self.busy_wait_seconds and self._last_size > 1:
+            wait, target = self.busy_wait_seconds, min(self._last_size, self.max_batch_size)
+        deadline = time.monotonic() + wait if wait else 0.0
         while len(batch) < self.max_batch_size:
             try:
-                if deadline:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    item = self._queue.get(timeout=remaining)
-                else:
-                    item = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic() if deadline and len(batch) < target else 0
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
             if item is _STOP:
                 stop = True
                 break
             batch.append(item)
+        self._last_size = len(batch)
         return batch, stop
 
     def _run(self) -> None:

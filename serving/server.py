@@ -100,6 +100,7 @@ class RecommenderServer:
         self._batcher = MicroBatcher(
             max_batch_size=opts.max_batch_size,
             max_wait_seconds=opts.max_wait_ms / 1000.0,
+            busy_wait_seconds=opts.busy_wait_ms / 1000.0,
             max_queue=opts.max_queue,
             on_batch=self.metrics.observe_batch,
             on_skipped=self.metrics.observe_skipped,

@@ -21,6 +21,10 @@ class ServerOptions:
         max_batch_size: Most requests scored in one model call.
         max_wait_ms: How long a batch waits for more requests after its first
             (0: only what is already queued; batches still grow under load).
+        busy_wait_ms: With ``max_wait_ms`` 0, how long a batch may wait for
+            more requests when the previous batch held more than one (the
+            server is busy), until it is as large as the previous one; a lone
+            caller never waits (0: off).
         max_concurrent: Concurrent calls accepted; more get RESOURCE_EXHAUSTED.
         max_queue: Requests waiting for the model beyond this get
             RESOURCE_EXHAUSTED (0: bounded by ``max_concurrent`` only).
@@ -48,6 +52,7 @@ class ServerOptions:
     port: int = 50051
     max_batch_size: int = 32
     max_wait_ms: float = 0.0
+    busy_wait_ms: float = 2.0
     max_concurrent: int = 256
     max_queue: int = 0
     grace_seconds: float = 10.0
@@ -68,6 +73,7 @@ class ServerOptions:
             ("port", self.port, 0 <= self.port <= 65535, "must be in 0..65535"),
             ("max_batch_size", self.max_batch_size, self.max_batch_size >= 1, "must be >= 1"),
             ("max_wait_ms", self.max_wait_ms, self.max_wait_ms >= 0, "must be >= 0"),
+            ("busy_wait_ms", self.busy_wait_ms, self.busy_wait_ms >= 0, "must be >= 0"),
             ("max_concurrent", self.max_concurrent, self.max_concurrent >= 1, "must be >= 1"),
             ("max_queue", self.max_queue, self.max_queue >= 0, "must be >= 0"),
             ("grace_seconds", self.grace_seconds, self.grace_seconds >= 0, "must be >= 0"),

@@ -173,6 +173,104 @@ def test_explain_returns_attended_history_items(rec: Recommender, models: dict) 
     assert rec.recommend(history, k=3).explanation == ()
 
 
+def hand_set_predictor() -> Predictor:
+    """A tiny model whose item table is set by hand (6 items "a".."f", d = 4).
+
+    With history (a, b, a): c is aligned with a only, d with b only, e with
+    neither (negative dot products: falls back to attention), f equally with
+    both.
+    """
+    keras.utils.set_random_seed(3)
+    model = SASRec(num_items=6, max_len=4, hidden_dim=4, num_blocks=1, num_heads=1, dropout=0.0)
+    table = np.zeros((7, 4), dtype=np.float32)
+    table[1:7, :2] = [[1, 0], [0, 1], [2, 0], [0, 3], [-1, -1], [1, 1]]
+    model.item_embeddings.assign(table)
+    return Predictor(model, ItemVocabulary(list("abcdef")), {"max_len": 4}, max_batch_size=2)
+
+
+def test_per_item_explanations_follow_the_item_embeddings() -> None:
+    predictor = hand_set_predictor()
+    history = ("a", "b", "a")
+    out = predictor.recommend([RecommendationRequest(history=history, k=4, explain=True)])[0]
+    assert sorted(out.item_ids) == ["c", "d", "e", "f"]
+    ids = pad_left([[1, 2, 1]], 4)
+    a = np.asarray(predictor._model.attention_weights(ids))[0, -3:]
+    attention = {"a": a[0] + a[2], "b": a[1]}
+    per_item = {i.item_id: {e.item_id: e.weight for e in i.explanation} for i in out.items}
+    assert per_item["c"] == {"a": pytest.approx(1.0)}
+    assert per_item["d"] == {"b": pytest.approx(1.0)}
+    assert per_item["c"] != per_item["d"]
+    # e: every contribution is 0, so the attention itself; f: a and b count equally.
+    for item in ("e", "f"):
+        assert per_item[item] == pytest.approx(attention, rel=1e-5)
+        weights = [e.weight for e in next(i for i in out.items if i.item_id == item).explanation]
+        assert weights == sorted(weights, reverse=True)
+    assert {e.item_id: e.weight for e in out.explanation} == pytest.approx(attention, rel=1e-5)
+    plain = predictor.recommend([RecommendationRequest(history=history, k=4)])[0]
+    assert all(i.explanation == () for i in plain.items) and plain.explanation == ()
+
+
+def test_per_item_explanations_match_the_formula(rec: Recommender, models: dict) -> None:
+    model = models["model"]
+    history = ["sku-03", "sku-08", "sku-03", "sku-11", "sku-20"]
+    out = rec.recommend(history, k=6, explain=True)
+    encoded = encode(history)
+    a = np.asarray(model.attention_weights(pad_left([encoded], MAX_LEN)))[0, -len(history) :]
+    table = np.asarray(model.item_embeddings, dtype=np.float64)
+    explanations = []
+    for item in out.items:
+        contrib = a * np.maximum(table[encoded] @ table[ITEMS.index(item.item_id) + 1], 0.0)
+        share = contrib / contrib.sum() if contrib.sum() > 0 else a
+        want: dict[str, float] = {}
+        for h, w in zip(history, share):
+            want[h] = want.get(h, 0.0) + float(w)
+        top = sorted(((w, h) for h, w in want.items() if w > 0), key=lambda x: -x[0])[:5]
+        got = [(e.weight, e.item_id) for e in item.explanation]
+        assert [h for _, h in got] == [h for _, h in top]
+        np.testing.assert_allclose([w for w, _ in got], [w for w, _ in top], rtol=1e-5)
+        assert {h for _, h in got} <= set(history)
+        assert sum(w for w, _ in got) <= 1.0 + 1e-6
+        explanations.append(got)
+    assert len({tuple(e) for e in explanations}) > 1  # item-specific, not one shared list
+
+
+def test_chunked_top_k_equals_a_full_sort() -> None:
+    """Large tables take the two-pass top-k path; it must equal a plain sort."""
+    from sasrec.inference import InferenceFunction
+
+    keras.utils.set_random_seed(5)
+    num_items = 3000
+    model = SASRec(num_items=num_items, max_len=5, hidden_dim=8, num_blocks=1, dropout=0.0)
+    recommend = InferenceFunction(model)
+    rng = np.random.default_rng(0)
+    histories = pad_left([rng.integers(1, num_items + 1, size=n) for n in (1, 3, 5, 2)], 5)
+    deny = np.zeros((4, 3), dtype=np.int32)
+    deny[1] = [7, 8, 9]
+    allow = np.zeros((4, 40), dtype=np.int32)
+    allow[2] = rng.integers(1, num_items + 1, size=40)
+    scores = np.asarray(model.score_last(histories)).copy()
+    for row in range(4):
+        scores[row, histories[row]] = -np.inf
+        scores[row, deny[row]] = -np.inf
+        if allow[row].any():
+            keep = np.full(num_items + 1, -np.inf)
+            keep[allow[row]] = scores[row, allow[row]]
+            scores[row] = keep
+    for k in (1, 10, 25, 500):  # 500: k chunks cover most of the table, plain top-k
+        out = recommend(histories, k=k, deny_ids=deny, allow_ids=allow)
+        for row in range(4):
+            order = [
+                i for i in np.argsort(-scores[row], kind="stable") if np.isfinite(scores[row, i])
+            ]
+            want = order[:k]
+            got = out["ids"][row]
+            assert got[: len(want)].tolist() == want, (k, row)
+            assert (got[len(want) :] == 0).all()
+            np.testing.assert_allclose(
+                out["scores"][row, : len(want)], scores[row, want], rtol=1e-5, atol=1e-6
+            )
+
+
 def test_k_zero_means_ten_and_large_k_is_capped_by_items(rec: Recommender) -> None:
     assert len(rec.recommend(["sku-01"], k=0).items) == 10
     assert len(rec.recommend(["sku-01"], k=500).items) == NUM_ITEMS - 1
@@ -272,6 +370,48 @@ def test_micro_batcher_scores_queued_requests_together(rec: Recommender) -> None
     assert sizes == [1, 8, 3]
     for request, answer in zip(requests, answers):
         assert answer.item_ids == rec.recommend(request.history, k=4).item_ids
+
+
+def test_micro_batcher_waits_for_a_full_batch_only_under_load(rec: Recommender) -> None:
+    predictor = rec.predictor
+    sizes: list[int] = []
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_when_asked(size: int) -> None:
+        if hold.is_set():
+            hold.clear()
+            entered.set()
+            release.wait(10)
+
+    # A busy wait far longer than the result timeouts below: a wait shows as a failure.
+    batcher = MicroBatcher(
+        max_batch_size=8,
+        busy_wait_seconds=30.0,
+        on_batch=sizes.append,
+        before_batch=hold_when_asked,
+    )
+    batcher.start()
+    try:
+        request = predictor.prepare(RecommendationRequest(history=("sku-01",), k=3))
+        # A lone caller never waits.
+        batcher.submit(predictor, request).result(10)
+        batcher.submit(predictor, request).result(10)
+        hold.set()
+        first = batcher.submit(predictor, request)
+        assert entered.wait(10)
+        queued = [batcher.submit(predictor, request) for _ in range(3)]
+        release.set()
+        for future in [first, *queued]:
+            future.result(10)
+        # The previous batch held 3: the next one waits until it has 3 again.
+        late = [batcher.submit(predictor, request)]
+        time.sleep(0.05)
+        late += [batcher.submit(predictor, request) for _ in range(2)]
+        for future in late:
+            future.result(10)
+    finally:
+        batcher.stop()
+    assert sizes == [1, 1, 1, 3, 3]
 
 
 def test_split_by_length() -> None:

@@ -125,11 +125,26 @@ def assert_same(got: Recommendation, want: Recommendation) -> None:
     assert got.model_version == want.model_version
     assert got.unknown_items == want.unknown_items and got.fallback == want.fallback
     assert [e.item_id for e in got.explanation] == [e.item_id for e in want.explanation]
+    np.testing.assert_allclose(
+        [e.weight for e in got.explanation], [e.weight for e in want.explanation], rtol=1e-5
+    )
+    for got_item, want_item in zip(got.items, want.items):
+        assert [e.item_id for e in got_item.explanation] == [
+            e.item_id for e in want_item.explanation
+        ]
+        np.testing.assert_allclose(
+            [e.weight for e in got_item.explanation],
+            [e.weight for e in want_item.explanation],
+            rtol=1e-5,
+        )
 
 
 REQUESTS = [
     RecommendationRequest(history=("sku-01", "sku-02", "sku-03"), k=5),
     RecommendationRequest(history=("sku-10", "mystery"), k=3, explain=True),
+    RecommendationRequest(
+        history=("sku-05", "sku-12", "sku-05", "sku-30", "sku-02"), k=6, explain=True
+    ),
     RecommendationRequest(history=tuple(ITEMS[:15]), k=8, include_history=True),
     RecommendationRequest(
         history=("sku-04",), k=10, allowed_items=("sku-01", "sku-02", "sku-09"), excluded_items=()
@@ -172,6 +187,10 @@ def test_unknown_items_fallback_and_lists_over_grpc(client) -> None:
     assert len(denied.items) == 38 and {"sku-03", "sku-08"}.isdisjoint(denied.item_ids)
     explained = client.recommend(["sku-03", "sku-08"], k=2, explain=True)
     assert {e.item_id for e in explained.explanation} == {"sku-03", "sku-08"}
+    for item in explained.items:
+        assert item.explanation and {e.item_id for e in item.explanation} <= {"sku-03", "sku-08"}
+        assert sum(e.weight for e in item.explanation) <= 1.0 + 1e-6
+    assert all(i.explanation == () for i in client.recommend(["sku-03"], k=2).items)
 
 
 def test_model_info(client) -> None:
@@ -529,7 +548,10 @@ def test_cli_serve_recommend_and_sigterm(model_root: Path, tmp_path: Path, local
         assert lines[0] == "model version 1"
         assert "unknown history items (ignored): ghost" in lines[1]
         assert [line.split()[1] for line in lines[3:6]] == want.item_ids
-        assert "attended history items:" in cli.stdout
+        assert "attended history items (whole list):" in cli.stdout
+        assert "because (history item: weight)" in lines[2]
+        for line in lines[3:6]:  # each item names the history items behind it
+            assert "sku-01: " in line or "sku-02: " in line
         bad = subprocess.run(
             [
                 sys.executable, "-m", "sasrec.cli", "recommend", "--server", f"127.0.0.1:{port}",

@@ -305,26 +305,87 @@ class SASRec(keras.Model):
         """
         if isinstance(k, int) and k < 1:
             raise ValueError(f"k must be >= 1, received k={k}")
+        # Same logits as score_last, without its extra (B, N + 1) pass for the
+        # padding column: column 0 is banned below with the other ids.
         item_ids = ops.convert_to_tensor(item_ids, dtype="int32")
-        scores = self.score_last(item_ids)
+        hidden = self.encoder(item_ids, training=False)
+        last = ops.cast(hidden[:, -1, :], "float32")
+        table = ops.cast(self.item_embeddings, "float32")
+        # (B, d) x (N + 1, d)^T without materialising the transposed table.
+        scores = ops.einsum("bd,nd->bn", last, table)
         batch = ops.shape(item_ids)[0]
-        num_columns = self.num_items + 1
 
-        exclude = ops.broadcast_to(ops.convert_to_tensor(exclude_history, dtype="bool"), (batch,))
-        banned_ids = [ops.where(exclude[:, None], item_ids, 0)]
-        if deny_ids is not None:
-            banned_ids.append(self._sanitize_ids(deny_ids))
-        banned = _row_membership(ops.concatenate(banned_ids, axis=1), batch, num_columns)
+        def row_indices(ids: Any) -> Any:
+            # Int32 (B * D, 2) scatter indices (row, id) of a (B, D) id tensor.
+            rows = ops.repeat(ops.arange(batch, dtype="int32")[:, None], ops.shape(ids)[1], axis=1)
+            return ops.reshape(ops.stack([rows, ids], axis=-1), (-1, 2))
+
+        def keep_only_allowed(scores: Any, allow_ids: Any) -> Any:
+            # The allowed scores scattered into a -inf matrix (one fill, no
+            # membership mask); rows without a list keep their scores.
+            kept = ops.scatter_update(
+                ops.full(ops.shape(scores), _NEG_INF, dtype="float32"),
+                row_indices(allow_ids),
+                ops.reshape(ops.take_along_axis(scores, allow_ids, axis=1), (-1,)),
+            )
+            has_allow = ops.any(ops.not_equal(allow_ids, 0), axis=1)[:, None]
+            return ops.where(has_allow, kept, scores)
+
         if allow_ids is not None:
             allow_ids = self._sanitize_ids(allow_ids)
-            has_allow = ops.any(ops.not_equal(allow_ids, 0), axis=1)[:, None]
-            allowed = _row_membership(allow_ids, batch, num_columns)
-            banned = ops.logical_or(banned, ops.logical_and(has_allow, ops.logical_not(allowed)))
-        scores = ops.where(banned, _NEG_INF, scores)
+            # Most batches carry no allow list: skip the (B, N + 1) work then.
+            scores = ops.cond(
+                ops.any(ops.not_equal(allow_ids, 0)),
+                lambda: keep_only_allowed(scores, allow_ids),
+                lambda: scores,
+            )
+        # Banned: column 0 (padding), the history where excluded, deny lists;
+        # one scatter of -inf into the scores, never a (B, N + 1) mask.
+        exclude = ops.broadcast_to(ops.convert_to_tensor(exclude_history, dtype="bool"), (batch,))
+        banned = [ops.zeros((batch, 1), dtype="int32"), ops.where(exclude[:, None], item_ids, 0)]
+        if deny_ids is not None:
+            banned.append(self._sanitize_ids(deny_ids))
+        indices = row_indices(ops.concatenate(banned, axis=1))
+        scores = ops.scatter_update(
+            scores, indices, ops.full((ops.shape(indices)[0],), _NEG_INF, dtype="float32")
+        )
 
+        # Column 0 is -inf, so with k <= N it only appears where fewer than k
+        # items are eligible; those slots (all -inf) get id 0.
         k = ops.minimum(ops.cast(k, "int32"), self.num_items)
-        top_scores, top_columns = ops.top_k(scores[:, 1:], k)
-        top_ids = ops.where(ops.isfinite(top_scores), ops.cast(top_columns, "int32") + 1, 0)
+        num_columns = self.num_items + 1
+        chunk = 64
+        num_chunks = num_columns // chunk
+
+        def chunked_top_k() -> tuple[Any, Any]:
+            # Exact top-k in two cheap passes instead of one heap pass over
+            # (B, N + 1): every top-k item lies in one of the k chunks with the
+            # largest maxima, so the answer is the top-k of those chunks' items
+            # (plus the columns after the last whole chunk).
+            body = ops.reshape(scores[:, : num_chunks * chunk], (batch, num_chunks, chunk))
+            _, best_chunks = ops.top_k(ops.max(body, axis=2), k)
+            columns = ops.cast(best_chunks, "int32")[:, :, None] * chunk + ops.arange(
+                chunk, dtype="int32"
+            )
+            columns = ops.reshape(columns, (batch, -1))
+            if num_chunks * chunk < num_columns:
+                tail = ops.arange(num_chunks * chunk, num_columns, dtype="int32")[None, :]
+                columns = ops.concatenate([columns, ops.repeat(tail, batch, axis=0)], axis=1)
+            values, picked = ops.top_k(ops.take_along_axis(scores, columns, axis=1), k)
+            return values, ops.take_along_axis(columns, ops.cast(picked, "int32"), axis=1)
+
+        def full_top_k() -> tuple[Any, Any]:
+            values, columns = ops.top_k(scores, k)
+            return values, ops.cast(columns, "int32")
+
+        if num_chunks >= 8:
+            # Worth it while the k best chunks are a small part of the table.
+            top_scores, top_columns = ops.cond(
+                k * chunk * 4 <= num_columns, chunked_top_k, full_top_k
+            )
+        else:
+            top_scores, top_columns = full_top_k()
+        top_ids = ops.where(ops.isfinite(top_scores), top_columns, 0)
         return top_ids, top_scores
 
     def _sanitize_ids(self, ids: Any) -> Any:

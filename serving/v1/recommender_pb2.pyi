@@ -31,12 +31,14 @@ class RecommendRequest(_message.Message):
     def __init__(self, history: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., include_history: _Optional[bool] = ..., allowed_items: _Optional[_Iterable[str]] = ..., excluded_items: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("item_id", "score")
+    __slots__ = ("item_id", "score", "explanation")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    explanation: _containers.RepeatedCompositeFieldContainer[HistoryAttention]
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[HistoryAttention, _Mapping]]] = ...) -> None: ...
 
 class HistoryAttention(_message.Message):
     __slots__ = ("item_id", "weight")
