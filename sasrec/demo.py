@@ -14,9 +14,10 @@ def _print_recommendations(title: str, history: list[str], rec: object) -> None:
         print(f"  unknown ids ignored: {', '.join(rec.unknown_items)}")
     if rec.fallback:
         print("  (no known history item: popularity fallback)")
-    print(f"  {'rank':>4}  {'item':<14} {'score':>8}")
+    print(f"  {'rank':>4}  {'item':<14} {'score':>8}  because")
     for rank, item in enumerate(rec.items, 1):
-        print(f"  {rank:>4}  {item.item_id:<14} {item.score:>8.3f}")
+        because = ", ".join(f"{a.item_id} ({a.weight:.2f})" for a in item.explanation[:2])
+        print(f"  {rank:>4}  {item.item_id:<14} {item.score:>8.3f}  {because}")
     if rec.explanation:
         attended = ", ".join(f"{a.item_id} ({a.weight:.2f})" for a in rec.explanation)
         print(f"  attended most to: {attended}")
