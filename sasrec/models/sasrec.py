@@ -422,17 +422,3 @@ class SASRec(keras.Model):
             gbce_t=self.gbce_t,
         )
         return config
-
-
-def _row_membership(ids: Any, batch: Any, num_columns: int) -> Any:
-    """Bool ``(B, num_columns)``: True where column ``i`` occurs in row ``b`` of ids.
-
-    One scatter of ``B * D`` ones into ``(B, num_columns)``; never a
-    ``(B, D, num_columns)`` one-hot. Column 0 collects the padding entries.
-    """
-    width = ops.shape(ids)[1]
-    rows = ops.repeat(ops.arange(batch, dtype="int32")[:, None], width, axis=1)
-    indices = ops.reshape(ops.stack([rows, ids], axis=-1), (-1, 2))
-    ones = ops.ones((ops.shape(indices)[0],), dtype="float32")
-    counts = ops.scatter(indices, ones, (batch, num_columns))
-    return ops.greater(counts, 0.0)
