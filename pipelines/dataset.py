@@ -11,7 +11,9 @@ Every epoch is planned in numpy, then fed as ready batches:
    and compiled train steps see at most ``L / bucket_multiple`` shapes;
 4. sample negatives for the whole batch at once, uniform over ``1..N`` minus
    the positive at that position (draw from ``N - 1`` values and shift those
-   ``>= positive`` up by one: exact, no rejection loop).
+   ``>= positive`` up by one: exact, no rejection loop). With
+   ``exclude_seen`` (the SASRec reference's sampler) a negative is also never
+   an item of its own window; colliding draws are redrawn, vectorised.
 
 The k-th iteration over the dataset yields epoch k, drawn from
 ``numpy.random.default_rng([seed, k])``: the same seed gives the same batches.
@@ -31,8 +33,15 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
+_MAX_REDRAWS = 64
+
+
 def sample_negatives(
-    positives: np.ndarray, num_items: int, num_negatives: int, rng: np.random.Generator
+    positives: np.ndarray,
+    num_items: int,
+    num_negatives: int,
+    rng: np.random.Generator,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Uniform negatives over ``1..num_items``, never equal to the positive.
 
@@ -41,6 +50,10 @@ def sample_negatives(
         num_items: N, the number of real items (needs ``N >= 2``).
         num_negatives: n per position.
         rng: Random generator.
+        exclude: Optional ``int (B, w)`` items each row must not draw either
+            (0 entries are ignored), e.g. the row's own history. Draws that
+            hit them are redrawn up to 64 times; a row that has seen nearly
+            the whole catalogue may keep a rare excluded item then.
 
     Returns:
         ``int32 (B, t, n)``; where the positive is 0 the values are arbitrary
@@ -53,9 +66,26 @@ def sample_negatives(
     """
     if num_items < 2:
         raise ValueError(f"negative sampling needs num_items >= 2, received {num_items}")
-    pos = np.asarray(positives)
-    draw = rng.integers(1, num_items, size=(*pos.shape, num_negatives), dtype=np.int32)
-    draw += draw >= pos[..., None]
+    pos = np.asarray(positives)[..., None]
+    draw = rng.integers(1, num_items, size=(*pos.shape[:-1], num_negatives), dtype=np.int32)
+    draw += draw >= pos
+    if exclude is None:
+        return draw
+    # Sorted rows + searchsorted: membership for every draw without a Python loop.
+    seen = np.sort(np.asarray(exclude, dtype=np.int64), axis=1)
+    width = seen.shape[1]
+    offsets = (np.arange(len(seen), dtype=np.int64) * (num_items + 1))[:, None]
+    flat_seen = (seen + offsets).ravel()
+    row_offsets = offsets.reshape((-1,) + (1,) * (draw.ndim - 1))
+    for _ in range(_MAX_REDRAWS):
+        keys = draw.astype(np.int64) + row_offsets
+        where = np.minimum(np.searchsorted(flat_seen, keys), flat_seen.size - 1)
+        hit = flat_seen[where] == keys
+        if width == 0 or not hit.any():
+            break
+        redraw = rng.integers(1, num_items, size=int(hit.sum()), dtype=np.int32)
+        redraw += redraw >= np.broadcast_to(pos, draw.shape)[hit]
+        draw[hit] = redraw
     return draw
 
 
@@ -121,6 +151,7 @@ def epoch_batches(
     drop_remainder: bool = False,
     lengths: np.ndarray | None = None,
     negatives_per_sequence: bool = False,
+    exclude_seen: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The batches of one epoch as dicts of numpy arrays (see the module docstring)."""
     max_len = inputs.shape[1]
@@ -132,14 +163,26 @@ def epoch_batches(
         batch_inputs = inputs[rows, max_len - width :]
         batch_positives = positives[rows, max_len - width :]
         batch = {"item_ids": batch_inputs, "positives": batch_positives}
+        seen = None
+        if exclude_seen:
+            seen = np.concatenate([batch_inputs, batch_positives[:, -1:]], axis=1)
         if num_negatives > 0 and negatives_per_sequence:
-            # One set per sequence, uniform over 1..N; the model masks the rare
-            # negative that equals a position's positive.
-            batch["negatives"] = rng.integers(
-                1, num_items + 1, size=(len(rows), 1, num_negatives), dtype=np.int32
-            )
+            # One set per sequence, uniform over 1..N (minus the window's items
+            # with exclude_seen); the model masks a negative equal to a
+            # position's positive.
+            if seen is None:
+                batch["negatives"] = rng.integers(
+                    1, num_items + 1, size=(len(rows), 1, num_negatives), dtype=np.int32
+                )
+            else:
+                last = batch_positives[:, -1:]  # part of `seen` anyway
+                batch["negatives"] = sample_negatives(
+                    last, num_items, num_negatives, rng, exclude=seen
+                )
         elif num_negatives > 0:
-            batch["negatives"] = sample_negatives(batch_positives, num_items, num_negatives, rng)
+            batch["negatives"] = sample_negatives(
+                batch_positives, num_items, num_negatives, rng, exclude=seen
+            )
         yield batch
 
 
@@ -156,6 +199,7 @@ def make_training_dataset(
     drop_remainder: bool = False,
     prefetch: int = 4,
     negatives_per_sequence: bool = False,
+    exclude_seen: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of training batches (one iteration = one epoch).
 
@@ -175,6 +219,9 @@ def make_training_dataset(
         negatives_per_sequence: Draw one set of n negatives per sequence,
             ``negatives`` of shape ``(B, 1, n)`` shared by its positions
             (gSASRec); cheap enough for hundreds of negatives.
+        exclude_seen: Never draw an item of the window itself as a negative
+            (the SASRec reference draws outside the user's training items;
+            the window is those items unless the user is longer than ``L``).
 
     Returns:
         ``tf.data.Dataset`` of dicts ``{"item_ids": int32 (B, t), "positives":
@@ -229,6 +276,7 @@ def make_training_dataset(
             drop_remainder=drop_remainder,
             lengths=lengths,
             negatives_per_sequence=negatives_per_sequence,
+            exclude_seen=exclude_seen,
         )
 
     signature = {

@@ -90,6 +90,9 @@ class TrainOptions:
         verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
         sampled_eval: Also report the paper's sampled protocol.
         bootstrap: Bootstrap samples for the 95% confidence intervals.
+        exclude_seen_negatives: Never sample a window's own items as its
+            negatives (the SASRec reference's sampler, and the paper's sampled
+            evaluation draws its negatives the same way).
     """
 
     epochs: int = 200
@@ -105,6 +108,7 @@ class TrainOptions:
     verbose: int = 1
     sampled_eval: bool = True
     bootstrap: int = 1000
+    exclude_seen_negatives: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "max_valid_users"):
@@ -349,6 +353,7 @@ def run_training(
         # Hundreds of negatives per position would cost a (B, t, n, d) gather;
         # one set per sequence (gSASRec) costs (B, n, d).
         negatives_per_sequence=config.num_negatives > 1,
+        exclude_seen=train.exclude_seen_negatives,
     )
 
     # -- fit

@@ -116,6 +116,7 @@ def _train(args: argparse.Namespace) -> int:
         tensorboard=not args.no_tensorboard,
         verbose=args.verbose,
         sampled_eval=not args.no_sampled,
+        exclude_seen_negatives=args.negatives == "unseen",
     )
     run_training(args.out, data_options_from_args(args), model, train)
     return 0
@@ -196,6 +197,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--no-tensorboard", action="store_true")
     t.add_argument("--no-sampled", action="store_true", help="skip the sampled protocol")
+    t.add_argument(
+        "--negatives",
+        choices=["unseen", "uniform"],
+        default="unseen",
+        help="sampled negatives: items outside the window (the reference) or any but the target",
+    )
     t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     p.set_defaults(func=_train)
 

@@ -42,3 +42,18 @@ def configure_threads(intra_op: int | None = None, inter_op: int | None = None) 
         inter = tf.config.threading.get_inter_op_parallelism_threads() or inter
     _configured = (intra, inter)
     return _configured
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Caps NumPy's BLAS pool at ``threads`` (the numpy serving engine).
+
+    Environment variables are read when NumPy loads its BLAS, usually long
+    before a server decides its thread layout, so the cap is set at run time
+    (threadpoolctl). One thread per scoring worker leaves the other cores to
+    the gRPC threads; idle BLAS threads spin and would compete with them.
+    """
+    if threads < 1:
+        raise ValueError(f"BLAS threads must be >= 1, received {threads}")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")

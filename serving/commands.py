@@ -83,6 +83,15 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--intra-op-threads", type=int, default=0, help="TensorFlow threads (0: all cores)"
     )
+    serve.add_argument(
+        "--engine",
+        choices=["numpy", "tensorflow"],
+        default="numpy",
+        help="scoring engine (numpy: lowest latency; tensorflow: the exported graph)",
+    )
+    serve.add_argument(
+        "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
+    )
     serve.add_argument("--log-level", default="INFO", help="DEBUG logs every call")
     serve.set_defaults(func=run_serve)
 
@@ -138,6 +147,8 @@ def run_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         auth_token=token or None,
         intra_op_threads=args.intra_op_threads,
+        engine=args.engine,
+        blas_threads=args.blas_threads,
     )
     server = RecommenderServer(args.model, options)
     stop_requested = threading.Event()

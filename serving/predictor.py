@@ -2,7 +2,13 @@
 
 No gRPC here: the server, the micro-batcher and the in-process API all call
 :meth:`Predictor.prepare` (validation + id encoding, cheap, per request) and
-:meth:`Predictor.predict` (one compiled-function call for many requests).
+:meth:`Predictor.predict` (one model call for many requests).
+
+Two engines compute the same answers: ``"numpy"`` (default,
+:class:`sasrec.numpy_sasrec.NumpySASRec`: no per-op dispatch cost, the last
+block for the last position only, explanations from the same pass) and
+``"tensorflow"`` (the compiled :class:`sasrec.inference.InferenceFunction`,
+the graph that the SavedModel export serves).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ _EMPTY_IDS = np.zeros((0,), dtype=np.int32)
 # Scores at or below this are items masked out inside the graph (deny, allow,
 # history, padding); they are never returned.
 _MASKED_SCORE = -1e30
+ENGINES = ("numpy", "tensorflow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +97,8 @@ class Predictor:
         popularity: Raw item id -> count, or counts indexed by model index
             (``[c_0, c_1, ..., c_N]``), or None for index order.
         limits: Request caps.
-        max_batch_size: Largest batch one compiled call scores.
+        max_batch_size: Largest batch one model call scores.
+        engine: ``"numpy"`` or ``"tensorflow"`` (see the module docstring).
 
     Example:
         >>> predictor = Predictor.load("models/3")  # doctest: +SKIP
@@ -110,11 +118,11 @@ class Predictor:
         popularity: dict[str, float] | list[float] | None = None,
         limits: Limits | None = None,
         max_batch_size: int = 32,
+        engine: str = "numpy",
     ) -> None:
-        import tensorflow as tf
-
-        from sasrec.inference import InferenceFunction
-
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, received engine={engine!r}")
+        self.engine = engine
         self.path = Path(path) if path is not None else None
         self.limits = limits or Limits()
         self.buckets = batch_buckets(max_batch_size)
@@ -135,17 +143,33 @@ class Predictor:
         # Index -> raw id (index 0: padding): a list lookup per returned item.
         self._names: tuple[str, ...] = ("", *map(str, vocabulary.item_ids))
         self._model = model
-        inference = InferenceFunction(model)
-        self._infer = _flat_call(inference.function.get_concrete_function())
-        self._attention = _flat_call(
-            tf.function(
-                model.attention_weights,
-                input_signature=[tf.TensorSpec((None, self.max_len), tf.int32, name="histories")],
-            ).get_concrete_function()
-        )
+        if engine == "numpy":
+            from sasrec.numpy_sasrec import NumpySASRec
+
+            self._fast = NumpySASRec(model)
+        else:
+            import tensorflow as tf
+
+            from sasrec.inference import InferenceFunction
+
+            self._fast = None
+            inference = InferenceFunction(model)
+            self._infer = _flat_call(inference.function.get_concrete_function())
+            self._attention = _flat_call(
+                tf.function(
+                    model.attention_weights,
+                    input_signature=[
+                        tf.TensorSpec((None, self.max_len), tf.int32, name="histories")
+                    ],
+                ).get_concrete_function()
+            )
         # The item table as NumPy, for per-item explanations. Read once: a
         # served version's weights never change.
-        self._table = np.asarray(model.item_embeddings, dtype=np.float32)
+        self._table = (
+            self._fast.table
+            if self._fast is not None
+            else np.asarray(model.item_embeddings, dtype=np.float32)
+        )
         # Per-call constants, built once: tensors for k, an all-True
         # exclude_history and empty id lists per batch size.
         self._constants: dict[tuple[str, int], Any] = {}
@@ -157,6 +181,7 @@ class Predictor:
         path: str | os.PathLike,
         limits: Limits | None = None,
         max_batch_size: int = 32,
+        engine: str = "numpy",
     ) -> Predictor:
         """Loads one model version directory (``model.keras``, ``manifest.json``, ...)."""
         from sasrec.artifact import load_model_dir
@@ -173,6 +198,7 @@ class Predictor:
             popularity=popularity,
             limits=limits,
             max_batch_size=max_batch_size,
+            engine=engine,
         )
 
     # ------------------------------------------------------------------ requests
@@ -315,6 +341,28 @@ class Predictor:
         return answers  # type: ignore[return-value]
 
     def _score_group(self, rows: Sequence[PreparedRequest]) -> list[Recommendation]:
+        if self._fast is not None:
+            ids, scores, weights = self._run_numpy(rows)
+        else:
+            ids, scores, weights = self._run_tensorflow(rows)
+        return self._answers(rows, ids, scores, weights)
+
+    def _run_numpy(self, rows: Sequence[PreparedRequest]) -> tuple[Any, Any, Any]:
+        fast = self._fast
+        width = max(1, max(p.history_ids.size for p in rows))
+        histories = pad_left([p.history_ids for p in rows], width)
+        hidden, weights = fast.encode_last(histories)
+        ids, scores = fast.top_k(
+            histories,
+            max(p.k for p in rows),
+            [not p.request.include_history for p in rows],
+            [p.deny_ids for p in rows],
+            [p.allow_ids for p in rows],
+            hidden=hidden,
+        )
+        return ids, scores, weights
+
+    def _run_tensorflow(self, rows: Sequence[PreparedRequest]) -> tuple[Any, Any, Any]:
         # Exact batch sizes: the graph never retraces (batch dimension None)
         # and padding rows would cost compute; warm-up covers the first calls.
         import tensorflow as tf
@@ -352,6 +400,11 @@ class Predictor:
         weights = None
         if any(p.request.explain for p in rows):
             weights = self._attention(history_tensor).numpy()
+        return ids, scores, weights
+
+    def _answers(
+        self, rows: Sequence[PreparedRequest], ids: Any, scores: Any, weights: Any
+    ) -> list[Recommendation]:
         names = self._names
         version = self.version
         answers = []

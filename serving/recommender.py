@@ -43,6 +43,7 @@ class Recommender:
         limits: Limits | None = None,
         max_batch_size: int = 32,
         warm_up: bool = True,
+        engine: str = "numpy",
     ) -> Recommender:
         """Loads one version directory, or the highest loadable version of a root.
 
@@ -51,6 +52,7 @@ class Recommender:
             limits: Request caps (the server's defaults if None).
             max_batch_size: Largest batch one compiled call scores.
             warm_up: Run the compiled functions once per batch bucket now.
+            engine: ``"numpy"`` (default, fastest) or ``"tensorflow"``.
         """
         from sasrec.runtime import configure_threads
         from sasrec.serving.model_watcher import ModelWatcher
@@ -59,7 +61,9 @@ class Recommender:
         configure_threads()
 
         def load(path: os.PathLike) -> Predictor:
-            predictor = Predictor.load(path, limits=limits, max_batch_size=max_batch_size)
+            predictor = Predictor.load(
+                path, limits=limits, max_batch_size=max_batch_size, engine=engine
+            )
             if warm_up:
                 predictor.warm_up()
             return predictor

@@ -151,11 +151,13 @@ class RecommenderServer:
             wait_ready: Block until the model serves (re-raising a load error).
             timeout: Longest wait for readiness, in seconds.
         """
-        from sasrec.runtime import configure_threads
+        from sasrec.runtime import configure_threads, limit_blas_threads
 
         opts = self.options
         # Before any TF work: the batching thread gets the cores, TF no inter-op pool.
         configure_threads(opts.intra_op_threads or None, 1)
+        if opts.engine == "numpy":
+            limit_blas_threads(opts.blas_threads)
         if opts.metrics_port:
             self.metrics_port = self.metrics.serve_http(opts.metrics_port, opts.metrics_host)
         self._batcher.start()
@@ -278,7 +280,10 @@ class RecommenderServer:
             raise ModelUnavailableError("server is stopping")
         start = time.perf_counter()
         predictor = Predictor.load(
-            path, limits=self.options.limits, max_batch_size=self.options.max_batch_size
+            path,
+            limits=self.options.limits,
+            max_batch_size=self.options.max_batch_size,
+            engine=self.options.engine,
         )
         predictor.warm_up()
         logger.info(

@@ -38,6 +38,10 @@ class ServerOptions:
         tls_key: PEM private key file.
         auth_token: If set, calls need ``authorization: Bearer <token>``.
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
+        engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
+            (see :mod:`sasrec.serving.predictor`).
+        blas_threads: NumPy BLAS threads of the numpy engine (one scoring
+            thread: 1 leaves the other cores to gRPC).
         limits: Request caps.
         load_hook: Called with each version directory before it is loaded
             (tests use it to slow loading down).
@@ -64,6 +68,8 @@ class ServerOptions:
     tls_key: Path | None = None
     auth_token: str | None = None
     intra_op_threads: int = 0
+    engine: str = "numpy"
+    blas_threads: int = 1
     limits: Limits = field(default_factory=Limits)
     load_hook: Callable[[Path], Any] | None = None
     batch_hook: Callable[[int], Any] | None = None
@@ -86,6 +92,13 @@ class ServerOptions:
                 "must be in 0..65535",
             ),
             ("intra_op_threads", self.intra_op_threads, self.intra_op_threads >= 0, "must be >= 0"),
+            (
+                "engine",
+                self.engine,
+                self.engine in ("numpy", "tensorflow"),
+                "must be numpy or tensorflow",
+            ),
+            ("blas_threads", self.blas_threads, self.blas_threads >= 1, "must be >= 1"),
         )
         for name, value, ok, rule in checks:
             if not ok:

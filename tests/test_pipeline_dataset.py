@@ -150,3 +150,39 @@ def test_negatives_per_sequence_shape_and_range():
     neg = batch["negatives"].numpy()
     assert neg.shape == (2, 1, 5)
     assert neg.min() >= 1 and neg.max() <= 6
+
+
+def test_negatives_exclude_the_rows_own_items():
+    rng = np.random.default_rng(0)
+    positives = np.array([[2, 3, 0], [5, 6, 7]])
+    seen = np.array([[1, 2, 3, 0], [4, 5, 6, 7]])
+    neg = sample_negatives(positives, 8, 40, rng, exclude=seen)
+    assert neg.shape == (2, 3, 40)
+    assert set(neg[0].ravel()) == {4, 5, 6, 7, 8}  # all but the row's 1, 2, 3
+    assert set(neg[1].ravel()) == {1, 2, 3, 8}
+    # Only one item left outside the row: forced.
+    forced = sample_negatives(np.array([[1, 2]]), 3, 4, rng, exclude=np.array([[1, 2]]))
+    assert forced.ravel().tolist() == [3] * 8
+
+
+@pytest.mark.parametrize("per_sequence", [False, True])
+def test_dataset_exclude_seen_never_draws_a_window_item(per_sequence):
+    x = np.array([[0, 1, 2, 3], [0, 0, 4, 5]], np.int32)
+    y = np.array([[0, 2, 3, 6], [0, 0, 5, 7]], np.int32)
+    ds = make_training_dataset(
+        x,
+        y,
+        num_items=9,
+        batch_size=2,
+        num_negatives=6,
+        seed=3,
+        shuffle=False,
+        bucket_multiple=4,
+        negatives_per_sequence=per_sequence,
+        exclude_seen=True,
+    )
+    for _ in range(3):
+        neg = next(iter(ds))["negatives"].numpy()
+        assert not set(neg[0].ravel()) & {1, 2, 3, 6}
+        assert not set(neg[1].ravel()) & {4, 5, 7}
+        assert neg.min() >= 1 and neg.max() <= 9

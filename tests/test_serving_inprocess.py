@@ -468,3 +468,29 @@ def test_limits_are_configurable(models: dict) -> None:
         small.recommend(["sku-01"], k=4)
     with pytest.raises(InvalidRequestError, match="history: at most 2"):
         small.recommend(["sku-01"] * 3, k=1)
+
+
+def test_numpy_and_tensorflow_engines_give_the_same_answers(models: dict) -> None:
+    version = models["root"] / "1"
+    fast = Predictor.load(version, max_batch_size=8, engine="numpy")
+    graph = Predictor.load(version, max_batch_size=8, engine="tensorflow")
+    requests = [
+        RecommendationRequest(history=tuple(h), k=k, explain=True)
+        for h, k in zip(HISTORIES, (3, 7, 10, 40))
+    ] + [
+        RecommendationRequest(history=("sku-01", "sku-02"), include_history=True, k=5),
+        RecommendationRequest(history=("sku-03",), excluded_items=("sku-04", "sku-05"), k=6),
+        RecommendationRequest(history=("sku-03",), allowed_items=("sku-09", "sku-01", "x"), k=6),
+        RecommendationRequest(history=tuple(ITEMS[:20]), k=8, explain=True),
+    ]
+    ours, theirs = fast.recommend(requests), graph.recommend(requests)
+    for a, b in zip(ours, theirs):
+        assert a.item_ids == b.item_ids
+        np.testing.assert_allclose(
+            [i.score for i in a.items], [i.score for i in b.items], rtol=1e-5, atol=1e-6
+        )
+        assert [e.item_id for e in a.explanation] == [e.item_id for e in b.explanation]
+        for x, y in zip(a.items, b.items):
+            assert [e.item_id for e in x.explanation] == [e.item_id for e in y.explanation]
+    with pytest.raises(ValueError, match="engine must be one of .* received engine='jax'"):
+        Predictor.load(version, engine="jax")
