@@ -65,6 +65,9 @@ class RecommenderClient:
         root_certificates: PEM CA file or bytes: use TLS and trust this CA.
         tls: Use TLS with the system's roots (implied by ``root_certificates``).
         server_name: Override the TLS host name checked (e.g. ``localhost``).
+        options: Extra gRPC channel options, e.g.
+            ``[("grpc.use_local_subchannel_pool", 1)]`` for a connection of
+            its own (``sasrec serve --workers`` balances connections).
 
     Example:
         >>> with RecommenderClient("localhost:50051") as client:  # doctest: +SKIP
@@ -84,6 +87,7 @@ class RecommenderClient:
         root_certificates: str | os.PathLike | bytes | None = None,
         tls: bool = False,
         server_name: str | None = None,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, received {timeout}")
@@ -98,7 +102,7 @@ class RecommenderClient:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        options: list[tuple[str, Any]] = []
+        options = list(options)
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if root_certificates is not None or tls:

@@ -92,6 +92,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT; one scoring thread each)",
+    )
     serve.add_argument("--log-level", default="INFO", help="DEBUG logs every call")
     serve.set_defaults(func=run_serve)
 
@@ -124,13 +130,14 @@ def _split(text: str) -> list[str]:
 
 def run_serve(args: argparse.Namespace) -> int:
     from sasrec.serving.json_log_formatter import configure_json_logging
-    from sasrec.serving.server import RecommenderServer
     from sasrec.serving.server_options import ServerOptions
 
     configure_json_logging(args.log_level)
     token = args.auth_token if args.auth_token is not None else os.environ.get(TOKEN_ENV)
     if not args.model.exists():
         raise FileNotFoundError(f"--model {args.model}: no such directory")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, received {args.workers}")
     options = ServerOptions(
         host=args.host,
         port=args.port,
@@ -150,13 +157,36 @@ def run_serve(args: argparse.Namespace) -> int:
         engine=args.engine,
         blas_threads=args.blas_threads,
     )
-    server = RecommenderServer(args.model, options)
+    if args.workers > 1:
+        from sasrec.serving.worker_pool import WorkerPool
+
+        pool = WorkerPool(args.model, options, args.workers, log_level=args.log_level)
+        print(
+            f"sasrec serve: {args.workers} workers on port {pool.port}", file=sys.stderr, flush=True
+        )
+        return pool.run()
+    return serve_until_signalled(args.model, options)
+
+
+def serve_until_signalled(
+    model: Path,
+    options: Any,
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> int:
+    """Runs one server until one of ``signals`` arrives, then stops it gracefully.
+
+    Raises:
+        ValueError: The model could not be loaded (the message says why).
+    """
+    from sasrec.serving.server import RecommenderServer
+
+    server = RecommenderServer(model, options)
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop_requested.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     try:
         server.start(wait_ready=False)
         print(f"sasrec serve: listening on port {server.port}", file=sys.stderr, flush=True)
@@ -165,7 +195,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 break
             if server.load_error is not None:
                 server.stop(grace=0)
-                raise ValueError(f"--model {args.model}: {server.load_error}")
+                raise ValueError(f"--model {model}: {server.load_error}")
         server.stop()
     finally:
         for sig, handler in previous.items():

@@ -235,7 +235,7 @@ class RecommenderServer:
         server = grpc.aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=opts.max_concurrent,
-            options=[("grpc.so_reuseport", 0)],
+            options=[("grpc.so_reuseport", int(opts.reuse_port))],
         )
         recommender_pb2_grpc.add_RecommenderServicer_to_server(
             RecommenderServicer(lambda: self._predictor, self._batcher), server

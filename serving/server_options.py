@@ -42,6 +42,9 @@ class ServerOptions:
             (see :mod:`sasrec.serving.predictor`).
         blas_threads: NumPy BLAS threads of the numpy engine (one scoring
             thread: 1 leaves the other cores to gRPC).
+        reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
+            share the port (``sasrec serve --workers``); off by default so a
+            second server on a busy port fails instead of silently sharing it.
         limits: Request caps.
         load_hook: Called with each version directory before it is loaded
             (tests use it to slow loading down).
@@ -70,6 +73,7 @@ class ServerOptions:
     intra_op_threads: int = 0
     engine: str = "numpy"
     blas_threads: int = 1
+    reuse_port: bool = False
     limits: Limits = field(default_factory=Limits)
     load_hook: Callable[[Path], Any] | None = None
     batch_hook: Callable[[int], Any] | None = None

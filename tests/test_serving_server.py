@@ -571,3 +571,85 @@ def test_cli_serve_recommend_and_sigterm(model_root: Path, tmp_path: Path, local
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def calls_served(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+    for line in text.decode().splitlines():
+        if line.startswith('sasrec_grpc_requests_total{code="OK",method="Recommend"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_cli_workers_share_the_port_and_stop_together(model_root: Path, local) -> None:
+    port, metrics = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_root),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+            "--metrics-port", str(metrics), "--grace-seconds", "5", "--poll-seconds", "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    want = local.recommend(["sku-01", "sku-02"], k=4)
+    try:
+        # Both workers must be up: each one's metrics endpoint answers.
+        def both_ready() -> bool:
+            try:
+                calls_served(metrics), calls_served(metrics + 1)
+            except OSError:
+                return False
+            with RecommenderClient(f"127.0.0.1:{port}", retries=0) as c:
+                return health_ok(c)
+
+        assert wait_for(lambda: proc.poll() is not None or both_ready(), timeout=180)
+        assert proc.poll() is None, proc.stderr.read()
+        # SO_REUSEPORT balances connections: 16 separate clients reach both workers.
+        for _ in range(16):
+            with RecommenderClient(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as c:
+                assert_same(c.recommend(["sku-01", "sku-02"], k=4), want)
+        counts = [calls_served(metrics), calls_served(metrics + 1)]
+        assert sum(counts) == 16 and min(counts) >= 1, counts
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    pids = []
+    for pid in map(int, children):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_cli_workers_a_dead_worker_stops_the_pool(model_root: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_root),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--poll-seconds", "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: len(worker_pids(proc.pid)) == 2, timeout=60)
+        os.kill(worker_pids(proc.pid)[0], signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1
+        assert "worker exited unexpectedly" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
