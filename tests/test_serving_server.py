@@ -573,9 +573,16 @@ def test_cli_serve_recommend_and_sigterm(model_root: Path, tmp_path: Path, local
             proc.wait()
 
 
+def scrape(metrics_port: int) -> str:
+    return (
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
+
+
 def calls_served(metrics_port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
-    for line in text.decode().splitlines():
+    for line in scrape(metrics_port).splitlines():
         if line.startswith('sasrec_grpc_requests_total{code="OK",method="Recommend"}'):
             return float(line.split()[-1])
     return 0.0
@@ -595,14 +602,12 @@ def test_cli_workers_share_the_port_and_stop_together(model_root: Path, local) -
     )  # fmt: skip
     want = local.recommend(["sku-01", "sku-02"], k=4)
     try:
-        # Both workers must be up: each one's metrics endpoint answers.
+        # Both workers must serve: each one's metrics report the loaded version.
         def both_ready() -> bool:
             try:
-                calls_served(metrics), calls_served(metrics + 1)
+                return all("sasrec_model_version 1.0" in scrape(metrics + i) for i in (0, 1))
             except OSError:
                 return False
-            with RecommenderClient(f"127.0.0.1:{port}", retries=0) as c:
-                return health_ok(c)
 
         assert wait_for(lambda: proc.poll() is not None or both_ready(), timeout=180)
         assert proc.poll() is None, proc.stderr.read()
