@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto proto-check bench clean setup
+.PHONY: demo test lint format proto proto-check bench clean setup loadgen
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,13 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(BIN)/python -m sasrec.serving.codegen --check
 
-bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+## The serving benchmark (docs/benchmarks.md has every benchmark's command).
+bench: $(STAMP) loadgen
+	$(BIN)/python bench/bench_serving.py --workers 2
+
+## Native (C++) closed-loop gRPC load generator: bench/loadgen/build/loadgen.
+loadgen:
+	bash bench/loadgen/build.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
