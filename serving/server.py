@@ -1,9 +1,10 @@
 """Server assembly: gRPC (asyncio) + health + reflection + batcher + hot reload + metrics.
 
 Threads: one asyncio event loop thread runs every gRPC handler (they only
-validate, enqueue and await), one micro-batching thread runs TensorFlow with
-``intra_op = cores, inter_op = 1``, one watcher thread polls for new versions,
-and the load thread warms up new versions.
+validate, enqueue and await), one micro-batching thread runs the model (NumPy
+BLAS capped at ``blas_threads``; TensorFlow ``intra_op = cores, inter_op = 1``),
+one watcher thread polls for new versions, and the load thread warms up new
+versions.
 """
 
 from __future__ import annotations
