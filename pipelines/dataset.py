@@ -6,9 +6,12 @@ Every epoch is planned in numpy, then fed as ready batches:
    ``chunk_batches * batch_size`` and sort each chunk by sequence length
    (stable), so a batch holds windows of similar length (bucketing);
 2. cut chunks into batches and shuffle the batch order;
-3. trim each batch to its longest row rounded up to ``bucket_multiple``
-   (at most ``L``): with left padding that drops all-padding leading columns
-   and compiled train steps see at most ``L / bucket_multiple`` shapes;
+3. trim each batch to the smallest bucket width that holds its longest row:
+   with left padding that drops all-padding leading columns, and compiled
+   (XLA) train steps see one shape per bucket width. The default widths are
+   2, 3, 4, 6, 8, 12, 16, 24, 32, 48, ... (powers of two and 1.5 times them)
+   up to ``L``: on the SASRec paper's Games data 81% of the trained positions
+   are real items, against 54% with multiples of 8 (``bucket_multiple=8``);
 4. sample negatives for the whole batch at once, uniform over ``1..N`` minus
    the positive at that position (draw from ``N - 1`` values and shift those
    ``>= positive`` up by one: exact, no rejection loop). With
@@ -138,6 +141,31 @@ def batch_width(max_length: int, multiple: int, max_len: int) -> int:
     return min(width, max_len)
 
 
+def bucket_widths(max_len: int, multiple: int | None = None) -> np.ndarray:
+    """The batch widths a training epoch uses, ascending, the last is ``max_len``.
+
+    Args:
+        max_len: L, the longest window.
+        multiple: Multiples of this; None: 1, 2, 3, 4, 6, 8, 12, ... (powers of
+            two and 1.5 times them), about 2 log2(L) shapes to compile.
+
+    Example:
+        >>> bucket_widths(50).tolist()
+        [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 50]
+        >>> bucket_widths(20, multiple=8).tolist()
+        [8, 16, 20]
+    """
+    if multiple is not None:
+        widths = {batch_width(n, multiple, max_len) for n in range(1, max_len + 1)}
+    else:
+        widths = {max_len}
+        power = 1
+        while power < max_len:
+            widths.update(w for w in (power, power + power // 2) if w < max_len)
+            power *= 2
+    return np.array(sorted(widths), dtype=np.int64)
+
+
 def epoch_batches(
     inputs: np.ndarray,
     positives: np.ndarray,
@@ -146,7 +174,7 @@ def epoch_batches(
     num_negatives: int,
     rng: np.random.Generator,
     shuffle: bool = True,
-    bucket_multiple: int = 8,
+    bucket_multiple: int | None = None,
     chunk_batches: int = 32,
     drop_remainder: bool = False,
     lengths: np.ndarray | None = None,
@@ -158,8 +186,10 @@ def epoch_batches(
     if lengths is None:
         lengths = (positives != PAD_ID).sum(axis=1)
     plan = plan_epoch(lengths, batch_size, rng if shuffle else None, chunk_batches, drop_remainder)
+    widths = bucket_widths(max_len, bucket_multiple)
     for rows in plan:
-        width = batch_width(int(lengths[rows].max()), bucket_multiple, max_len)
+        longest = max(1, int(lengths[rows].max()))
+        width = int(widths[min(np.searchsorted(widths, longest), widths.size - 1)])
         batch_inputs = inputs[rows, max_len - width :]
         batch_positives = positives[rows, max_len - width :]
         batch = {"item_ids": batch_inputs, "positives": batch_positives}
@@ -194,7 +224,7 @@ def make_training_dataset(
     num_negatives: int,
     seed: int,
     shuffle: bool = True,
-    bucket_multiple: int = 8,
+    bucket_multiple: int | None = None,
     chunk_batches: int = 32,
     drop_remainder: bool = False,
     prefetch: int = 4,
@@ -212,7 +242,8 @@ def make_training_dataset(
             softmax loss).
         seed: Makes every epoch reproducible.
         shuffle: Shuffle and length-bucket (``False``: input order, still trimmed).
-        bucket_multiple: Batch widths are multiples of this (capped at ``L``).
+        bucket_multiple: Batch widths are multiples of this (capped at ``L``);
+            None: the geometric widths of :func:`bucket_widths`.
         chunk_batches: Batches per length-sorting chunk.
         drop_remainder: Drop the last short batch.
         prefetch: Batches prepared ahead.
@@ -245,7 +276,7 @@ def make_training_dataset(
             f"inputs and positives must be 2-D with the same shape, received {inputs.shape} "
             f"and {positives.shape}"
         )
-    if batch_size < 1 or num_negatives < 0 or bucket_multiple < 1:
+    if batch_size < 1 or num_negatives < 0 or (bucket_multiple is not None and bucket_multiple < 1):
         raise ValueError(
             f"need batch_size >= 1, num_negatives >= 0, bucket_multiple >= 1; received "
             f"batch_size={batch_size}, num_negatives={num_negatives}, "

@@ -99,15 +99,19 @@ def test_dataset_contract_shapes_dtypes_and_widths():
         assert x.dtype == y.dtype == n.dtype == np.int32
         t = x.shape[1]
         assert y.shape == x.shape and n.shape == (*x.shape, 3)
-        assert t == 20 or t % 8 == 0
         longest = int((y != 0).sum(axis=1).max())
-        assert longest <= t < longest + 8 or t == 20
+        # The smallest of the default widths 1, 2, 3, 4, 6, 8, 12, 16, 20 that fits.
+        assert t == min(w for w in (1, 2, 3, 4, 6, 8, 12, 16, 20) if w >= longest)
         assert not ((n == y[..., None]) & (y[..., None] != 0)).any()
         assert np.array_equal(x != 0, y != 0)
         seen += int((y != 0).sum())
     assert seen == int((positives != 0).sum())  # nothing trimmed away
     widths = {b["item_ids"].shape[1] for b in batches}
-    assert widths <= {8, 16, 20}
+    assert widths <= {1, 2, 3, 4, 6, 8, 12, 16, 20} and len(widths) >= 3
+    # With a multiple: only its multiples (and L).
+    ds8 = make_training_dataset(inputs, positives, num_items=40, batch_size=32, num_negatives=3,
+                                seed=11, bucket_multiple=8)  # fmt: skip
+    assert {b["item_ids"].shape[1] for b in ds8.as_numpy_iterator()} <= {8, 16, 20}
 
 
 def test_dataset_is_deterministic_per_seed_and_varies_per_epoch():
