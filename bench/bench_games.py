@@ -51,6 +51,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", help="model root (default: a temporary directory)")
     p.add_argument("--label", default="")
+    p.add_argument(
+        "--negatives",
+        choices=["unseen", "uniform"],
+        default="unseen",
+        help="negatives outside the window (the reference) or any item but the target",
+    )
     args = p.parse_args()
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: not found (the shared data sets are not on this machine)")
@@ -78,6 +84,7 @@ def main() -> None:
         verbose=2,
         tensorboard=False,
         bootstrap=1000,
+        exclude_seen_negatives=args.negatives == "unseen",
     )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,6 +105,7 @@ def main() -> None:
     result = {
         "label": args.label,
         "model": model,
+        "negatives": args.negatives,
         "batch_size": args.batch_size,
         "epochs_run": len(epochs),
         "best_epoch": metrics["best_validation"]["epoch"],

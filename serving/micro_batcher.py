@@ -90,6 +90,7 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._busy = False  # the worker is collecting or scoring a batch
 
     def start(self) -> MicroBatcher:
         """Starts the worker thread; returns self."""
@@ -125,6 +126,20 @@ class MicroBatcher:
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def run_inline(self, predictor: Any, prepared: Any) -> Any | None:
+        """Scores one request in the calling thread if the worker is idle.
+
+        A lone caller then skips two thread hand-offs (about 0.1-0.2 ms of
+        latency). Returns None, doing nothing, when the worker is busy or
+        requests are queued (those must batch), or when a ``before_batch``
+        hook is set (it observes or holds batches on the worker).
+        """
+        if self._closed or self._busy or self._before_batch is not None or not self._queue.empty():
+            return None
+        if self._on_batch is not None:
+            self._on_batch(1)
+        return predictor.predict([prepared])[0]
 
     @property
     def queue_size(self) -> int:
@@ -162,14 +177,17 @@ class MicroBatcher:
             first = self._queue.get()
             if first is _STOP:
                 break
-            batch, stop = self._collect(first)
+            self._busy = True
             try:
+                batch, stop = self._collect(first)
                 self._process(batch)
             except BaseException as err:  # never let the worker die: fail the batch
                 logger.exception("micro-batch failed")
                 for work in batch:
                     if not work.future.done():
                         work.future.set_exception(err)
+            finally:
+                self._busy = False
         # Requests that raced with stop() still get an answer.
         while True:
             try:

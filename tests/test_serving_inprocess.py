@@ -494,3 +494,20 @@ def test_numpy_and_tensorflow_engines_give_the_same_answers(models: dict) -> Non
             assert [e.item_id for e in x.explanation] == [e.item_id for e in y.explanation]
     with pytest.raises(ValueError, match="engine must be one of .* received engine='jax'"):
         Predictor.load(version, engine="jax")
+
+
+def test_micro_batcher_runs_a_lone_request_inline_only_when_idle(rec: Recommender) -> None:
+    predictor = rec.predictor
+    sizes: list[int] = []
+    prepared = predictor.prepare(RecommendationRequest(history=("sku-01", "sku-02"), k=4))
+    batcher = MicroBatcher(max_batch_size=8, on_batch=sizes.append)  # worker not started
+    answer = batcher.run_inline(predictor, prepared)
+    assert answer is not None and sizes == [1]
+    assert answer.item_ids == rec.recommend(["sku-01", "sku-02"], k=4).item_ids
+    queued = batcher.submit(predictor, prepared)  # something waits: must batch
+    assert batcher.run_inline(predictor, prepared) is None and sizes == [1]
+    batcher.start()
+    assert queued.result(10).item_ids == answer.item_ids
+    batcher.stop()
+    held = MicroBatcher(before_batch=lambda size: None)  # a hook observes batches
+    assert held.run_inline(predictor, prepared) is None
