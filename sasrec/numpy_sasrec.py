@@ -76,10 +76,13 @@ class NumpySASRec:
         ids = np.where((ids > 0) & (ids <= self.num_items), ids, 0)
         width = ids.shape[1]
         real = ids != 0  # padding_mask (B, t)
-        keep = real[:, :, None].astype(np.float32)
         x = self.table[ids] * self.scale + self.positions[self.max_len - width :]
-        x *= keep
-        mask = _causal(width, self.window)[None] & real[:, None, :]  # (B, t, t)
+        mask = _causal(width, self.window)[None]  # (1, t, t)
+        keep = None  # no padding anywhere (a lone history): no masking work
+        if not real.all():
+            keep = real[:, :, None].astype(np.float32)
+            x *= keep
+            mask = mask & real[:, None, :]  # (B, t, t)
         attention = np.zeros(ids.shape, dtype=np.float32)
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
@@ -88,7 +91,9 @@ class NumpySASRec:
                 x, attention = block.apply(x, mask[:, -1:], keep, self, query_last=True)
             else:
                 x, _ = block.apply(x, mask, keep, self, query_last=False)
-        hidden = _layer_norm(x[:, -1], *self.final_norm) * keep[:, -1]
+        hidden = _layer_norm(x[:, -1], *self.final_norm)
+        if keep is not None:
+            hidden *= keep[:, -1]
         return hidden.astype(np.float32, copy=False), attention
 
     # -------------------------------------------------------------------- top-k
@@ -147,9 +152,14 @@ class _BlockWeights:
         attention = block.attention
         self.num_heads = int(attention.num_heads)
         self.head_dim = int(attention.head_dim)
-        self.query = _dense(attention.query_dense)
-        self.key = _dense(attention.key_dense)
-        self.value = _dense(attention.value_dense)
+        query = _dense(attention.query_dense)
+        key = _dense(attention.key_dense)
+        value = _dense(attention.value_dense)
+        # Fused projections: one matmul instead of three (or two for the last
+        # block, whose only query is the last position).
+        self.query = query
+        self.key_value = _concat_dense(key, value)
+        self.query_key_value = _concat_dense(query, key, value)
         self.output = _dense(attention.output_dense)
         self.inner = _dense(block.feed_forward.inner_dense)
         self.ffn_output = _dense(block.feed_forward.output_dense)
@@ -172,37 +182,49 @@ class _BlockWeights:
         Returns ``(x', attention (B, t))``; ``x'`` is ``(B, 1, d)`` with
         ``query_last`` and the attention is the (head-averaged) last query row.
         """
-        keep_out = keep[:, -1:] if query_last else keep
+        keep_out = None if keep is None else (keep[:, -1:] if query_last else keep)
         if owner.norm_first:
             normed = _layer_norm(x, *self.attention_norm)
-            queries = normed[:, -1:] if query_last else normed
-            attended, weights = self._attend(queries, normed, mask)
+            attended, weights = self._attend(normed, query_last, mask)
             x = (x[:, -1:] if query_last else x) + attended
-            x = x * keep_out
-            x = x + self._feed_forward(_layer_norm(x, *self.feed_forward_norm))
-            x = x * keep_out
+            if keep_out is not None:
+                x *= keep_out
+            x += self._feed_forward(_layer_norm(x, *self.feed_forward_norm))
         else:
-            queries = x[:, -1:] if query_last else x
-            attended, weights = self._attend(queries, x, mask)
-            x = _layer_norm(queries + attended, *self.attention_norm) * keep_out
-            x = _layer_norm(x + self._feed_forward(x), *self.feed_forward_norm) * keep_out
-        return x, weights[:, :, -1, :].mean(axis=1)
+            attended, weights = self._attend(x, query_last, mask)
+            x = _layer_norm((x[:, -1:] if query_last else x) + attended, *self.attention_norm)
+            if keep_out is not None:
+                x *= keep_out
+            x = _layer_norm(x + self._feed_forward(x), *self.feed_forward_norm)
+        if keep_out is not None:
+            x *= keep_out
+        last_row = weights[:, :, -1, :]
+        return x, last_row[:, 0] if self.num_heads == 1 else last_row.mean(axis=1)
 
     def _attend(
-        self, queries: np.ndarray, keys: np.ndarray, mask: np.ndarray
+        self, x: np.ndarray, query_last: bool, mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        batch, tq, _ = queries.shape
-        tk = keys.shape[1]
+        batch, tk, d = x.shape
         h, dk = self.num_heads, self.head_dim
-        q = _apply_dense(queries, self.query).reshape(batch, tq, h, dk).transpose(0, 2, 1, 3)
-        k = _apply_dense(keys, self.key).reshape(batch, tk, h, dk).transpose(0, 2, 3, 1)
-        v = _apply_dense(keys, self.value).reshape(batch, tk, h, dk).transpose(0, 2, 1, 3)
-        scores = (q @ k) * np.float32(1.0 / math.sqrt(dk))  # (B, H, tq, tk)
+        if query_last:
+            tq = 1
+            q = _apply_dense(x[:, -1:], self.query)
+            kv = _apply_dense(x, self.key_value)
+            k, v = kv[..., :d], kv[..., d:]
+        else:
+            tq = tk
+            qkv = _apply_dense(x, self.query_key_value)
+            q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+        q = q.reshape(batch, tq, h, dk).transpose(0, 2, 1, 3)
+        k = k.reshape(batch, tk, h, dk).transpose(0, 2, 3, 1)
+        v = v.reshape(batch, tk, h, dk).transpose(0, 2, 1, 3)
+        scores = q @ k  # (B, H, tq, tk)
+        scores *= np.float32(1.0 / math.sqrt(dk))
         allowed = mask[:, None]
         scores = np.where(allowed, scores, np.float32(_MASK_FILL))
-        scores -= scores.max(axis=-1, keepdims=True)
+        scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
+        scores /= np.add.reduce(scores, axis=-1, keepdims=True)
         weights = np.where(allowed, scores, np.float32(0.0))
         context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, tq, h * dk)
         return _apply_dense(context, self.output), weights
@@ -226,6 +248,13 @@ def _dense(layer: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return kernel, bias
 
 
+def _concat_dense(*layers: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, Any]:
+    kernel = np.ascontiguousarray(np.concatenate([k for k, _ in layers], axis=1))
+    if any(b is None for _, b in layers):
+        return kernel, None
+    return kernel, np.concatenate([b for _, b in layers])
+
+
 def _apply_dense(x: np.ndarray, weights: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     kernel, bias = weights
     out = x @ kernel
@@ -239,10 +268,16 @@ def _norm(layer: Any) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    centred = x - mean
-    variance = (centred * centred).mean(axis=-1, keepdims=True)
-    return centred / np.sqrt(variance + np.float32(epsilon)) * gamma + beta
+    # ufunc reductions directly: ndarray.mean's Python wrapper costs more
+    # than the arithmetic at these sizes.
+    scale = np.float32(1.0 / x.shape[-1])
+    centred = x - np.add.reduce(x, axis=-1, keepdims=True) * scale
+    variance = np.add.reduce(centred * centred, axis=-1, keepdims=True) * scale
+    variance += np.float32(epsilon)
+    centred /= np.sqrt(variance)
+    centred *= gamma
+    centred += beta
+    return centred
 
 
 def _causal(width: int, window: int | None) -> np.ndarray:
@@ -259,24 +294,61 @@ def _in_range(ids: np.ndarray, num_items: int) -> np.ndarray:
     return ids[(ids > 0) & (ids <= num_items)]
 
 
+_GROUPS_PER_K = 4
+
+
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of each row, ties by lower index, ``-inf`` slots -> id 0."""
+    """Exact top-k of each row, ties by lower index, ``-inf`` slots -> id 0.
+
+    With ``G`` groups of columns ``{g, g + G, g + 2G, ...}`` (strided, so the
+    group maxima are one vectorised pass), the k largest values lie in the k
+    groups with the largest maxima; only those groups' columns are searched.
+    Rows where a value equal to the k-th best may be left out (another group
+    or candidate ties with it) are redone exactly, sorted by (score, index).
+    """
     batch, columns = scores.shape
     k = max(0, min(k, columns))
     ids = np.zeros((batch, k), dtype=np.int32)
     values = np.full((batch, k), -np.inf, dtype=np.float32)
     if k == 0:
         return ids, values
-    # The k-th largest per row, then every column >= it (ties included) is a
-    # candidate; sorting candidates by (-score, index) is exact and cheap.
-    kth = np.partition(scores, columns - k, axis=1)[:, columns - k]
-    for r in range(batch):
+    groups = columns // (_GROUPS_PER_K * k)
+    size = columns // groups if groups else 0
+    redo = np.ones(batch, dtype=bool)
+    # A few rows: the exact per-row path below is cheaper than the set-up.
+    if batch > 4 and groups >= _GROUPS_PER_K * k and size >= 2:
+        used = groups * size
+        maxima = np.maximum.reduce(scores[:, :used].reshape(batch, size, groups), axis=1)
+        best = np.argpartition(-maxima, k - 1, axis=1)[:, :k]  # (B, k) groups
+        candidates = (best[:, None, :] + groups * np.arange(size)[None, :, None]).reshape(batch, -1)
+        if used < columns:  # leftover columns are always candidates
+            tail = np.broadcast_to(np.arange(used, columns), (batch, columns - used))
+            candidates = np.concatenate([candidates, tail], axis=1)
+        cand_scores = np.take_along_axis(scores, candidates, axis=1)
+        top = np.argpartition(-cand_scores, k - 1, axis=1)[:, :k]
+        chosen = np.take_along_axis(candidates, top, axis=1)
+        chosen_scores = np.take_along_axis(cand_scores, top, axis=1)
+        order = np.lexsort((chosen, -chosen_scores), axis=1)
+        chosen = np.take_along_axis(chosen, order, axis=1)
+        chosen_scores = np.take_along_axis(chosen_scores, order, axis=1)
+        kth = chosen_scores[:, -1:]
+        # Exact unless the k-th value also occurs outside the chosen k: among
+        # the other candidates, or in a group that was not chosen.
+        chosen_groups = np.take_along_axis(maxima, best, axis=1)
+        redo = (np.add.reduce(cand_scores >= kth, axis=1) > k) | (
+            np.add.reduce(maxima >= kth, axis=1) > np.add.reduce(chosen_groups >= kth, axis=1)
+        )
+        redo &= np.isfinite(kth[:, 0])
+        finite = np.isfinite(chosen_scores)
+        ids[finite] = chosen[finite]
+        values[finite] = chosen_scores[finite]
+    for r in np.flatnonzero(redo):
         row = scores[r]
-        candidates = np.flatnonzero(row >= kth[r])
-        order = np.lexsort((candidates, -row[candidates]))[:k]
-        chosen = candidates[order]
-        finite = np.isfinite(row[chosen])
-        chosen = chosen[finite]
-        ids[r, : chosen.size] = chosen
-        values[r, : chosen.size] = row[chosen]
+        kth_value = np.partition(row, columns - k)[columns - k]
+        exact = np.flatnonzero(row >= kth_value)
+        pick = exact[np.lexsort((exact, -row[exact]))[:k]]
+        finite = np.isfinite(row[pick])
+        ids[r], values[r] = 0, -np.inf
+        ids[r, : finite.sum()] = pick[finite]
+        values[r, : finite.sum()] = row[pick[finite]]
     return ids, values

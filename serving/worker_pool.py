@@ -12,7 +12,8 @@ one channel per worker; a single HTTP/2 connection stays on one worker).
 The parent only supervises: it forwards SIGTERM/SIGINT to the workers (each
 drains and stops gracefully), and if one worker dies unexpectedly it stops
 the others and exits non-zero, so the process manager restarts the whole
-unit instead of serving at reduced capacity unnoticed.
+unit instead of serving at reduced capacity unnoticed. Workers whose parent
+is killed outright (SIGKILL) notice within half a second and stop.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class WorkerPool:
         for index in range(self.workers):
             process = context.Process(
                 target=_worker_main,
-                args=(str(self.model_dir), self.worker_options(index), self.log_level),
+                args=(str(self.model_dir), self.worker_options(index), self.log_level, os.getpid()),
                 name=f"sasrec-serve-worker-{index}",
             )
             process.start()
@@ -142,7 +143,7 @@ class WorkerPool:
                 signal.signal(sig, handler)
 
 
-def _worker_main(model_dir: str, options: ServerOptions, log_level: str) -> None:
+def _worker_main(model_dir: str, options: ServerOptions, log_level: str, parent: int) -> None:
     from sasrec.serving.commands import serve_until_signalled
     from sasrec.serving.json_log_formatter import configure_json_logging
 
@@ -150,4 +151,13 @@ def _worker_main(model_dir: str, options: ServerOptions, log_level: str) -> None
     # A terminal's Ctrl-C reaches the whole process group: the parent forwards
     # SIGTERM anyway, so workers ignore SIGINT and stop exactly once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise SystemExit(serve_until_signalled(Path(model_dir), options, signals=(signal.SIGTERM,)))
+    # If the supervisor is killed outright (SIGKILL), nothing forwards a stop:
+    # a worker re-parented away from it stops by itself instead of lingering.
+    raise SystemExit(
+        serve_until_signalled(
+            Path(model_dir),
+            options,
+            signals=(signal.SIGTERM,),
+            orphaned=lambda: os.getppid() != parent,
+        )
+    )

@@ -89,3 +89,22 @@ def test_bad_width_is_refused():
     model = SASRec(num_items=5, max_len=4, hidden_dim=4)
     with pytest.raises(ValueError, match=r"1 <= t <= 4, received \(1, 5\)"):
         NumpySASRec(model).encode_last(np.ones((1, 5), np.int32))
+
+
+def test_chunked_top_k_equals_a_full_stable_sort_even_with_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 50, size=(5, 5000)).astype(np.float32)  # many exact ties
+    scores[:, 0] = -np.inf
+    scores[1] = rng.normal(size=5000)
+    scores[2] = -np.inf
+    scores[2, [4001, 17, 4002]] = [1.0, 2.0, 1.0]  # three eligible items only
+    scores[3, 4990:] = 99.0  # the best items in the last, partial chunk
+    for k in (1, 5, 10, 40):
+        ids, values = _top_k_rows(scores, k)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        want = np.take_along_axis(scores, order, axis=1)
+        finite = np.isfinite(want)
+        np.testing.assert_array_equal(ids, np.where(finite, order, 0))
+        np.testing.assert_array_equal(values, want)
+    ids, _ = _top_k_rows(scores[2:3], 5)
+    assert ids.tolist() == [[17, 4001, 4002, 0, 0]]

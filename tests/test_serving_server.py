@@ -658,3 +658,27 @@ def test_cli_workers_a_dead_worker_stops_the_pool(model_root: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_cli_workers_stop_when_the_supervisor_is_killed(model_root: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_root),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--poll-seconds", "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        assert wait_for(lambda: len(worker_pids(proc.pid)) == 2, timeout=60)
+        workers = worker_pids(proc.pid)
+        proc.kill()  # SIGKILL: no chance to forward a stop
+        proc.wait()
+        assert wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 60)
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
