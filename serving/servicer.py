@@ -31,9 +31,6 @@ from sasrec.serving.v1 import recommender_pb2_grpc as pb_grpc
 
 logger = logging.getLogger("sasrec.serving")
 
-# A call arriving this long after the previous one finds a quiet server.
-INLINE_GAP_SECONDS = 0.001
-
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     """Implements ``sasrec.v1.Recommender`` on a ``grpc.aio`` server.
@@ -41,11 +38,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     Each call is translated to a :class:`RecommendationRequest`, validated and
     encoded by the current predictor, then handed to the :class:`MicroBatcher`;
     the handler awaits the future. The one exception is a quiet server: a
-    single request, no other call inside, the batcher idle and the previous
-    call arrived more than ``INLINE_GAP_SECONDS`` earlier is scored on the
-    event loop directly, saving two thread hand-offs. The arrival gap is what
-    tells a lone caller from load: under load calls arrive back to back, and
-    scoring them one by one on the loop would stop them from batching.
+    single request, no other call inside and the batcher idle is scored on
+    the event loop directly, saving two thread hand-offs. "No other call" is
+    checked after yielding to the loop once, so calls that arrived meanwhile
+    have started and count: under load, scoring calls one by one on the loop
+    would stop them from batching.
 
     Args:
         current_predictor: Returns the predictor serving now (None before the
@@ -62,19 +59,15 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self._current = current_predictor
         self._batcher = batcher
         self._in_flight = 0  # Recommend/RecommendBatch calls inside the server
-        self._last_arrival = 0.0  # time.monotonic() of the previous call
 
     async def Recommend(  # noqa: N802 - gRPC method name
         self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecommendResponse:
         self._in_flight += 1
-        now = time.monotonic()
-        quiet = now - self._last_arrival > INLINE_GAP_SECONDS
-        self._last_arrival = now
         try:
             predictor = self._predictor()
             prepared = predictor.prepare(request_from_proto(request))
-            rec = await self._answer(predictor, [prepared], context, quiet)
+            rec = await self._answer(predictor, [prepared], context, inline=True)
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -89,7 +82,6 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self, request: pb.RecommendBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecommendBatchResponse:
         self._in_flight += 1
-        self._last_arrival = time.monotonic()
         try:
             predictor = self._predictor()
             cap = predictor.limits.max_batch_requests
@@ -139,7 +131,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         predictor: Any,
         prepared: list[Any],
         context: grpc.aio.ServicerContext,
-        quiet: bool = False,
+        inline: bool = False,
     ) -> list[Any]:
         remaining = context.time_remaining()
         deadline = None
@@ -147,10 +139,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             if remaining <= 0:
                 raise DeadlineExceededError("deadline passed before the request was queued")
             deadline = time.monotonic() + remaining
-        if quiet and len(prepared) == 1 and prepared[0].needs_model and self._in_flight == 1:
-            answer = self._batcher.run_inline(predictor, prepared[0])
-            if answer is not None:
-                return [answer]
+        if inline and len(prepared) == 1 and prepared[0].needs_model and self._in_flight == 1:
+            await asyncio.sleep(0)  # let calls that arrived meanwhile start
+            if self._in_flight == 1:
+                answer = self._batcher.run_inline(predictor, prepared[0])
+                if answer is not None:
+                    return [answer]
         results: list[Any] = [None] * len(prepared)
         waits: list[tuple[int, Any]] = []
         for i, p in enumerate(prepared):
