@@ -52,6 +52,7 @@ class NumpySASRec:
         self.scale = np.float32(math.sqrt(self.hidden_dim))
         self.blocks = [_BlockWeights(block) for block in encoder.blocks]
         self.final_norm = _norm(encoder.final_norm)
+        self._causal: dict[int, np.ndarray] = {}  # width -> additive mask (1, t, t)
 
     # ------------------------------------------------------------------ encoder
     def encode_last(self, histories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,12 +78,15 @@ class NumpySASRec:
         width = ids.shape[1]
         real = ids != 0  # padding_mask (B, t)
         x = self.table[ids] * self.scale + self.positions[self.max_len - width :]
-        mask = _causal(width, self.window)[None]  # (1, t, t)
+        mask = self._causal.get(width)
+        if mask is None:
+            allowed = _causal(width, self.window)[None]
+            mask = self._causal[width] = np.where(allowed, 0.0, _MASK_FILL).astype(np.float32)
         keep = None  # no padding anywhere (a lone history): no masking work
         if not real.all():
             keep = real[:, :, None].astype(np.float32)
             x *= keep
-            mask = mask & real[:, None, :]  # (B, t, t)
+            mask = mask + np.where(real, np.float32(0.0), np.float32(_MASK_FILL))[:, None, :]
         attention = np.zeros(ids.shape, dtype=np.float32)
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
@@ -220,12 +224,14 @@ class _BlockWeights:
         v = v.reshape(batch, tk, h, dk).transpose(0, 2, 1, 3)
         scores = q @ k  # (B, H, tq, tk)
         scores *= np.float32(1.0 / math.sqrt(dk))
-        allowed = mask[:, None]
-        scores = np.where(allowed, scores, np.float32(_MASK_FILL))
+        # Additive mask: a masked key gets exp(-1e9 - max) == 0.0 exactly in
+        # float32 for every real query; an all-padding query's row is junk
+        # but is zeroed by `keep` right after, as in CausalSelfAttention.
+        scores += mask[:, None]
         scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= np.add.reduce(scores, axis=-1, keepdims=True)
-        weights = np.where(allowed, scores, np.float32(0.0))
+        weights = scores
         context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, tq, h * dk)
         return _apply_dense(context, self.output), weights
 
