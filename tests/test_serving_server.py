@@ -640,18 +640,23 @@ def worker_pids(parent: int) -> list[int]:
     return pids
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_cli_workers_a_dead_worker_stops_the_pool(model_root: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
+def start_pool(model_root: Path) -> subprocess.Popen:
+    """``sasrec serve --workers 2`` on a free port (stderr captured as text)."""
+    return subprocess.Popen(
         [
             sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_root),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--poll-seconds", "0",
+            "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2",
+            "--poll-seconds", "0",
         ],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_cli_workers_a_dead_worker_stops_the_pool(model_root: Path) -> None:
+    proc = start_pool(model_root)
     try:
         assert wait_for(lambda: len(worker_pids(proc.pid)) == 2, timeout=60)
         os.kill(worker_pids(proc.pid)[0], signal.SIGKILL)
@@ -665,15 +670,7 @@ def test_cli_workers_a_dead_worker_stops_the_pool(model_root: Path) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_cli_workers_stop_when_the_supervisor_is_killed(model_root: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_root),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--poll-seconds", "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = start_pool(model_root)
     workers: list[int] = []
     try:
         assert wait_for(lambda: len(worker_pids(proc.pid)) == 2, timeout=60)
