@@ -93,6 +93,10 @@ class TrainOptions:
         exclude_seen_negatives: Never sample a window's own items as its
             negatives (the SASRec reference's sampler, and the paper's sampled
             evaluation draws its negatives the same way).
+        bucket_multiple: Batch widths are multiples of this; None: the
+            geometric widths 1, 2, 3, 4, 6, 8, 12, ... (fewer padded positions,
+            but about twice as many shapes for XLA to compile in the first
+            epoch: a win for long runs, 8 suits runs of a few epochs).
     """
 
     epochs: int = 200
@@ -109,12 +113,20 @@ class TrainOptions:
     sampled_eval: bool = True
     bootstrap: int = 1000
     exclude_seen_negatives: bool = True
+    bucket_multiple: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "max_valid_users"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, received {name}={value!r}")
+        if self.bucket_multiple is not None and (
+            not isinstance(self.bucket_multiple, int) or self.bucket_multiple < 1
+        ):
+            raise ValueError(
+                f"bucket_multiple must be None or an int >= 1, received "
+                f"bucket_multiple={self.bucket_multiple!r}"
+            )
         if not 0 < self.learning_rate < 1:
             raise ValueError(
                 f"learning_rate must be in (0, 1), received learning_rate={self.learning_rate}"
@@ -354,6 +366,7 @@ def run_training(
         # one set per sequence (gSASRec) costs (B, n, d).
         negatives_per_sequence=config.num_negatives > 1,
         exclude_seen=train.exclude_seen_negatives,
+        bucket_multiple=train.bucket_multiple,
     )
 
     # -- fit

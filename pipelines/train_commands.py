@@ -92,6 +92,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, received {args.batch_size}")
     if args.max_len < 1:
         raise ValueError(f"--max-len must be >= 1, received {args.max_len}")
+    if args.bucket_multiple < 0:
+        raise ValueError(f"--bucket-multiple must be >= 0, received {args.bucket_multiple}")
     model = {
         "max_len": args.max_len,
         "hidden_dim": args.hidden_dim,
@@ -117,6 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         sampled_eval=not args.no_sampled,
         exclude_seen_negatives=args.negatives == "unseen",
+        bucket_multiple=args.bucket_multiple or None,
     )
     run_training(args.out, data_options_from_args(args), model, train)
     return 0
@@ -196,6 +199,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--patience", type=int, default=5)
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--no-tensorboard", action="store_true")
+    t.add_argument(
+        "--bucket-multiple",
+        type=int,
+        default=0,
+        help="batch widths in multiples of N (0: geometric widths, best for long runs)",
+    )
     t.add_argument("--no-sampled", action="store_true", help="skip the sampled protocol")
     t.add_argument(
         "--negatives",

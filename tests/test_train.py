@@ -146,6 +146,7 @@ def test_evaluate_split_matches_direct_protocol_call(tmp_path: Path) -> None:
     [
         (["--max-len", "0"], "--max-len must be >= 1"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--bucket-multiple", "-1"], "--bucket-multiple must be >= 0"),
         (["--min-user", "1000"], "no events left"),
         (["--data", "TWO_EVENTS_PER_USER", "--min-user", "1", "--min-item", "1"], "too small"),
         (["--data", "does/not/exist.csv"], "does/not/exist.csv"),
@@ -212,3 +213,14 @@ def test_resume_after_kill_continues_from_checkpoint(tmp_path: Path) -> None:
     records = json.loads((version / "metrics.json").read_text())["validation"]
     # The validation records of the killed epochs survive the restart.
     assert [r["epoch"] for r in records][:done_epochs] == list(range(1, done_epochs + 1))
+
+
+def test_bucket_multiple_option_is_validated() -> None:
+    from sasrec.pipelines.dataset import bucket_widths
+
+    with pytest.raises(ValueError, match="bucket_multiple must be None or an int >= 1"):
+        TrainOptions(bucket_multiple=0)
+    assert TrainOptions(bucket_multiple=8).bucket_multiple == 8
+    assert bucket_widths(50, TrainOptions(bucket_multiple=8).bucket_multiple).tolist() == [
+        8, 16, 24, 32, 40, 48, 50
+    ]  # fmt: skip
