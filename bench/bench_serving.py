@@ -213,12 +213,6 @@ def run_loadgen(generator: str, address: str, concurrency: int, histories_file: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (Linux /proc)."""
     out, todo = [], [pid]
@@ -248,10 +242,12 @@ class ServerProcess:
     """``sasrec serve`` in a child process, ready when every worker has its model."""
 
     def __init__(self, model_dir: Path, args) -> None:
-        self.port, self.metrics = free_port(), free_port()
+        from sasrec.serving.worker_pool import free_port
+
+        self.port, self.metrics = free_port("127.0.0.1"), free_port("127.0.0.1")
         if args.workers > 1:  # worker i serves metrics on metrics + i
             while any(_busy(self.metrics + i) for i in range(args.workers)):
-                self.metrics = free_port()
+                self.metrics = free_port("127.0.0.1")
         self.workers = args.workers
         cmd = [
             sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_dir),
