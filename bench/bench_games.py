@@ -49,6 +49,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--steps-per-execution", type=int, default=16)
     p.add_argument("--out", help="model root (default: a temporary directory)")
     p.add_argument("--label", default="")
     p.add_argument(
@@ -85,6 +86,7 @@ def main() -> None:
         tensorboard=False,
         bootstrap=1000,
         exclude_seen_negatives=args.negatives == "unseen",
+        steps_per_execution=args.steps_per_execution,
     )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:

@@ -97,6 +97,10 @@ class TrainOptions:
             geometric widths 1, 2, 3, 4, 6, 8, 12, ... (fewer padded positions,
             but about twice as many shapes for XLA to compile in the first
             epoch: a win for long runs, 8 suits runs of a few epochs).
+        steps_per_execution: Train steps per call into TensorFlow (Keras'
+            ``steps_per_execution``): the Python of Keras' loop and of the
+            function call runs once per this many steps. Same updates in
+            the same order; per-batch callbacks see every n-th batch.
     """
 
     epochs: int = 200
@@ -114,9 +118,17 @@ class TrainOptions:
     bootstrap: int = 1000
     exclude_seen_negatives: bool = True
     bucket_multiple: int | None = None
+    steps_per_execution: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "patience", "max_valid_users"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_every",
+            "patience",
+            "max_valid_users",
+            "steps_per_execution",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, received {name}={value!r}")
@@ -376,6 +388,10 @@ def run_training(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate, beta_2=train.beta_2),
         jit_compile=config.loss != "softmax",
+        # A 128-sequence step of short histories takes a few ms; Keras' loop
+        # and the function call cost about 1.5 ms of it (measured on Games:
+        # 4.2 -> 3.6 s per epoch with 8 steps per call, identical losses).
+        steps_per_execution=train.steps_per_execution,
     )
     checkpoint = out / ".checkpoint"
     if checkpoint.exists() and not train.resume:
@@ -471,7 +487,7 @@ def run_training(
 def _run_identity(data: DataOptions, config: SASRecConfig, train: TrainOptions) -> dict:
     """What must match for --resume to continue a checkpoint."""
     train_fields = dataclasses.asdict(train)
-    for volatile in ("resume", "verbose", "epochs", "tensorboard"):
+    for volatile in ("resume", "verbose", "epochs", "tensorboard", "steps_per_execution"):
         train_fields.pop(volatile)
     return json.loads(
         json.dumps(

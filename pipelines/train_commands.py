@@ -94,6 +94,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-len must be >= 1, received {args.max_len}")
     if args.bucket_multiple < 0:
         raise ValueError(f"--bucket-multiple must be >= 0, received {args.bucket_multiple}")
+    if args.steps_per_execution < 1:
+        raise ValueError(f"--steps-per-execution must be >= 1, received {args.steps_per_execution}")
     model = {
         "max_len": args.max_len,
         "hidden_dim": args.hidden_dim,
@@ -120,6 +122,7 @@ def _train(args: argparse.Namespace) -> int:
         sampled_eval=not args.no_sampled,
         exclude_seen_negatives=args.negatives == "unseen",
         bucket_multiple=args.bucket_multiple or None,
+        steps_per_execution=args.steps_per_execution,
     )
     run_training(args.out, data_options_from_args(args), model, train)
     return 0
@@ -204,6 +207,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         help="batch widths in multiples of N (0: geometric widths, best for long runs)",
+    )
+    t.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=16,
+        help="train steps per call into TensorFlow (same result; less Python per step)",
     )
     t.add_argument("--no-sampled", action="store_true", help="skip the sampled protocol")
     t.add_argument(

@@ -133,6 +133,24 @@ def test_dataset_is_deterministic_per_seed_and_varies_per_epoch():
     assert not same(first[0], other[0])
 
 
+def test_look_ahead_planning_gives_the_same_epochs():
+    # Epoch k + 1 is planned on a thread while epoch k is consumed; the
+    # batches must equal those planned in line, epoch for epoch.
+    inputs, positives = _windows(num_users=120)
+
+    def epochs(look_ahead: bool) -> list[list[dict]]:
+        ds = make_training_dataset(
+            inputs, positives, 40, 16, 2, seed=5, exclude_seen=True, look_ahead=look_ahead
+        )
+        return [list(ds.as_numpy_iterator()) for _ in range(3)]
+
+    threaded, inline = epochs(True), epochs(False)
+    for a, b in zip(threaded, inline):
+        assert len(a) == len(b)
+        assert all(all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b))
+    assert not np.array_equal(threaded[0][0]["item_ids"], threaded[1][0]["item_ids"])
+
+
 def test_dataset_without_negatives_and_bad_arguments():
     inputs, positives = _windows(num_users=20)
     ds = make_training_dataset(inputs, positives, 40, 8, 0, seed=0, shuffle=False)

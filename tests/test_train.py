@@ -74,11 +74,18 @@ def test_train_artifact_reload_gives_same_scores(tmp_path: Path) -> None:
 
 
 def test_same_seed_gives_same_metrics(tmp_path: Path) -> None:
-    a = run_training(tmp_path / "a", TINY_DATA, TINY_MODEL, tiny_train(seed=7))
-    b = run_training(tmp_path / "b", TINY_DATA, TINY_MODEL, tiny_train(seed=7))
-    ma = json.loads((a / "metrics.json").read_text())["summary"]
-    mb = json.loads((b / "metrics.json").read_text())["summary"]
+    # Also across steps_per_execution: several steps per call into TensorFlow
+    # must be the very same updates as one step per call.
+    model = {**TINY_MODEL, "loss": "bce"}  # an XLA-compiled step
+    options = {"seed": 7, "bucket_multiple": 12}  # one batch width: one XLA compile
+    a = run_training(tmp_path / "a", TINY_DATA, model, tiny_train(**options))
+    b = run_training(tmp_path / "b", TINY_DATA, model, tiny_train(**options))
+    c = run_training(tmp_path / "c", TINY_DATA, model, tiny_train(**options, steps_per_execution=1))
+    ma, mb, mc = (json.loads((v / "metrics.json").read_text())["summary"] for v in (a, b, c))
     assert ma == mb
+    assert ma == mc
+    ha, hc = (json.loads((v / "history.json").read_text()) for v in (a, c))
+    assert ha["loss"] == hc["loss"]
 
 
 def test_beats_both_baselines_on_sequential_data(tmp_path: Path) -> None:
