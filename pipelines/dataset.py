@@ -181,8 +181,14 @@ def epoch_batches(
     lengths: np.ndarray | None = None,
     negatives_per_sequence: bool = False,
     exclude_seen: bool = False,
+    pad_remainder: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """The batches of one epoch as dicts of numpy arrays (see the module docstring)."""
+    """The batches of one epoch as dicts of numpy arrays (see the module docstring).
+
+    With ``pad_remainder`` the one batch smaller than ``batch_size`` gets
+    all-padding rows (ids, positives and negatives 0) up to ``batch_size``:
+    they carry no loss, and every batch then has one of the bucket shapes.
+    """
     max_len = inputs.shape[1]
     if lengths is None:
         lengths = (positives != PAD_ID).sum(axis=1)
@@ -214,7 +220,15 @@ def epoch_batches(
             batch["negatives"] = sample_negatives(
                 batch_positives, num_items, num_negatives, rng, exclude=seen
             )
+        if pad_remainder and len(rows) < batch_size:
+            batch = {key: _pad_rows(value, batch_size) for key, value in batch.items()}
         yield batch
+
+
+def _pad_rows(values: np.ndarray, rows: int) -> np.ndarray:
+    padded = np.full((rows, *values.shape[1:]), PAD_ID, dtype=values.dtype)
+    padded[: len(values)] = values
+    return padded
 
 
 def make_training_dataset(
@@ -232,6 +246,7 @@ def make_training_dataset(
     negatives_per_sequence: bool = False,
     exclude_seen: bool = False,
     look_ahead: bool = True,
+    pad_remainder: bool = True,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of training batches (one iteration = one epoch).
 
@@ -259,6 +274,10 @@ def make_training_dataset(
             trains (the plan of Games takes about 0.4 s, which the train
             step would otherwise wait for at every epoch start). Epoch k is
             the same either way.
+        pad_remainder: Fill the one short batch with all-padding rows (no
+            loss) to ``batch_size`` rows. A short batch's (rows, width) shape
+            is otherwise new to XLA whenever its width changes: a 1.5-2.5 s
+            compile in the middle of an epoch.
 
     Returns:
         ``tf.data.Dataset`` of dicts ``{"item_ids": int32 (B, t), "positives":
@@ -337,6 +356,7 @@ def make_training_dataset(
                 lengths=lengths,
                 negatives_per_sequence=negatives_per_sequence,
                 exclude_seen=exclude_seen,
+                pad_remainder=pad_remainder,
             )
         )
         out = [

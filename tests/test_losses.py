@@ -87,6 +87,20 @@ def test_targets_at_padding_positions_are_ignored(loss):
     assert np_(model.compute_loss(empty, None, hidden)) == 0.0
 
 
+@pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "softmax", "gbce"])
+def test_all_padding_rows_leave_the_loss_unchanged(loss):
+    # The training data pads an epoch's one short batch with such rows.
+    model = tiny_model(loss)
+    batch = make_batch(np.random.default_rng(2), batch=5)
+    padded = {
+        k: np.concatenate([v, np.zeros((3, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
+    }
+    before = np_(model.compute_loss(batch, None, model(batch)))
+    after = np_(model.compute_loss(padded, None, model(padded)))
+    np.testing.assert_allclose(after, before, rtol=1e-6)
+    assert np.isfinite(after)
+
+
 def test_gbce_with_t_zero_equals_bce():
     bce = tiny_model("bce")
     gbce = tiny_model("gbce", gbce_t=0.0)

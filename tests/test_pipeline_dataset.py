@@ -151,6 +151,28 @@ def test_look_ahead_planning_gives_the_same_epochs():
     assert not np.array_equal(threaded[0][0]["item_ids"], threaded[1][0]["item_ids"])
 
 
+def test_pad_remainder_fills_the_short_batch_with_padding_rows():
+    inputs, positives = _windows(num_users=50)
+    inputs, positives = inputs[:-3], positives[:-3]  # not a multiple of the batch size
+
+    def batches(pad: bool) -> list[dict]:
+        rng = np.random.default_rng(9)
+        return list(
+            epoch_batches(inputs, positives, 40, 16, 2, rng, exclude_seen=True, pad_remainder=pad)
+        )
+
+    padded, plain = batches(True), batches(False)
+    assert len(inputs) % 16 and len(padded) == len(plain)
+    assert all(b["item_ids"].shape[0] == 16 for b in padded)
+    short = [i for i, b in enumerate(plain) if b["item_ids"].shape[0] < 16]
+    assert len(short) == 1
+    for a, b in zip(padded, plain):
+        n = b["item_ids"].shape[0]
+        for key in b:
+            np.testing.assert_array_equal(a[key][:n], b[key])
+            assert (a[key][n:] == 0).all()
+
+
 def test_dataset_without_negatives_and_bad_arguments():
     inputs, positives = _windows(num_users=20)
     ds = make_training_dataset(inputs, positives, 40, 8, 0, seed=0, shuffle=False)
