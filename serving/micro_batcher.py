@@ -13,6 +13,8 @@ one, this keeps batches from collapsing into many small, costly model calls.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -32,7 +34,8 @@ class _Work:
     predictor: Any  # the Predictor that prepared the request: ids belong to its vocabulary
     prepared: Any
     deadline: float | None  # time.monotonic() value, None = no deadline
-    future: Future
+    future: Any  # concurrent.futures.Future, or an asyncio.Future of `loop`
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 _STOP = object()
@@ -118,6 +121,28 @@ class MicroBatcher:
         self._queue.put(_Work(predictor, prepared, deadline, future))
         return future
 
+    def submit_async(
+        self,
+        predictor: Any,
+        prepared: Any,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> asyncio.Future:
+        """:meth:`submit` for a caller on the event loop ``loop``.
+
+        Returns an ``asyncio.Future`` of ``loop``. The worker resolves all the
+        loop's futures of a batch in one ``call_soon_threadsafe``: one wake-up
+        of the loop per batch instead of one per request, and no
+        ``concurrent.futures.Future`` to chain.
+        """
+        if self._closed:
+            raise ModelUnavailableError("the server is shutting down")
+        if self.max_queue and self._queue.qsize() >= self.max_queue:
+            raise OverloadedError(f"scoring queue is full ({self.max_queue} requests)")
+        future = loop.create_future()
+        self._queue.put(_Work(predictor, prepared, deadline, future, loop))
+        return future
+
     def stop(self, timeout: float | None = None) -> None:
         """Lets the worker finish the queued requests, then ends it."""
         if self._closed:
@@ -184,7 +209,9 @@ class MicroBatcher:
             except BaseException as err:  # never let the worker die: fail the batch
                 logger.exception("micro-batch failed")
                 for work in batch:
-                    if not work.future.done():
+                    if work.loop is not None:
+                        _post(work.loop, [(work.future, err, True)])
+                    elif not work.future.done():
                         work.future.set_exception(err)
             finally:
                 self._busy = False
@@ -203,14 +230,23 @@ class MicroBatcher:
         now = time.monotonic()
         live: list[_Work] = []
         expired = cancelled = 0
+        # Answers for asyncio futures, delivered per loop after the batch.
+        outcomes: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, bool]]] = {}
         for work in batch:
-            if not work.future.set_running_or_notify_cancel():
+            if work.loop is None:
+                gave_up = not work.future.set_running_or_notify_cancel()
+            else:
+                gave_up = work.future.cancelled()  # racy read; _deliver re-checks
+            if gave_up:
                 cancelled += 1  # the caller gave up (or its deadline passed: gRPC cancels)
                 continue
             if work.deadline is not None and work.deadline <= now:
                 expired += 1
-                work.future.set_exception(
-                    DeadlineExceededError("deadline passed while queued; not scored")
+                _settle(
+                    work,
+                    DeadlineExceededError("deadline passed while queued; not scored"),
+                    True,
+                    outcomes,
                 )
                 continue
             live.append(work)
@@ -219,9 +255,7 @@ class MicroBatcher:
                 self._on_skipped("deadline", expired)
             if cancelled:
                 self._on_skipped("cancelled", cancelled)
-        if not live:
-            return
-        if self._on_batch is not None:
+        if live and self._on_batch is not None:
             self._on_batch(len(live))
         # Normally one group; two only right after a hot reload.
         groups: dict[int, list[_Work]] = {}
@@ -233,7 +267,40 @@ class MicroBatcher:
             except Exception as err:
                 logger.exception("scoring failed for a batch of %d", len(works))
                 for work in works:
-                    work.future.set_exception(err)
+                    _settle(work, err, True, outcomes)
                 continue
             for work, answer in zip(works, answers):
-                work.future.set_result(answer)
+                _settle(work, answer, False, outcomes)
+        for loop, settled in outcomes.items():
+            _post(loop, settled)
+
+
+def _settle(
+    work: _Work,
+    value: Any,
+    failed: bool,
+    outcomes: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, bool]]],
+) -> None:
+    if work.loop is not None:
+        outcomes.setdefault(work.loop, []).append((work.future, value, failed))
+    elif failed:
+        work.future.set_exception(value)
+    else:
+        work.future.set_result(value)
+
+
+def _post(loop: asyncio.AbstractEventLoop, settled: list[tuple[Any, Any, bool]]) -> None:
+    # A closed loop raises RuntimeError: nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_deliver, settled)
+
+
+def _deliver(settled: list[tuple[Any, Any, bool]]) -> None:
+    """Runs on the event loop: resolves the futures of one batch."""
+    for future, value, failed in settled:
+        if future.done():  # cancelled meanwhile
+            continue
+        if failed:
+            future.set_exception(value)
+        else:
+            future.set_result(value)

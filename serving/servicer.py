@@ -147,17 +147,18 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                     return [answer]
         results: list[Any] = [None] * len(prepared)
         waits: list[tuple[int, Any]] = []
+        loop = asyncio.get_running_loop()
         for i, p in enumerate(prepared):
             if p.needs_model:
-                waits.append((i, self._batcher.submit(predictor, p, deadline)))
+                waits.append((i, self._batcher.submit_async(predictor, p, deadline, loop)))
             else:
                 # Popularity answers and empty allow lists need no model call.
                 results[i] = predictor.predict([p])[0]
         if len(waits) == 1:
             i, future = waits[0]
-            results[i] = await asyncio.wrap_future(future)
+            results[i] = await future
         elif waits:
-            answers = await asyncio.gather(*(asyncio.wrap_future(f) for _, f in waits))
+            answers = await asyncio.gather(*(f for _, f in waits))
             for (i, _), answer in zip(waits, answers):
                 results[i] = answer
         return results

@@ -6,6 +6,7 @@ Expected answers are computed independently from the raw model
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import threading
@@ -21,7 +22,7 @@ from sasrec.models import SASRec
 from sasrec.padding import pad_left
 from sasrec.serving import predictor as predictor_module
 from sasrec.serving.domain import Limits, RecommendationRequest
-from sasrec.serving.errors import InvalidRequestError
+from sasrec.serving.errors import DeadlineExceededError, InvalidRequestError
 from sasrec.serving.micro_batcher import MicroBatcher
 from sasrec.serving.model_watcher import list_versions
 from sasrec.serving.predictor import Predictor, batch_buckets, split_by_length
@@ -368,6 +369,53 @@ def test_micro_batcher_scores_queued_requests_together(rec: Recommender) -> None
         batcher.stop()
     # 1 held, then the 11 queued ones in batches of at most 8.
     assert sizes == [1, 8, 3]
+    for request, answer in zip(requests, answers):
+        assert answer.item_ids == rec.recommend(request.history, k=4).item_ids
+
+
+def test_micro_batcher_resolves_asyncio_futures_per_batch(rec: Recommender) -> None:
+    # The gRPC path: futures of the caller's event loop, resolved on that loop
+    # (one call_soon_threadsafe per batch); cancelled ones are skipped.
+    predictor = rec.predictor
+    sizes: list[int] = []
+    skipped: list[tuple[str, int]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_first(size: int) -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(10)
+
+    batcher = MicroBatcher(
+        max_batch_size=8,
+        on_batch=sizes.append,
+        on_skipped=lambda reason, n: skipped.append((reason, n)),
+        before_batch=hold_first,
+    ).start()
+    requests = [RecommendationRequest(history=(ITEMS[i],), k=4) for i in range(6)]
+
+    async def scenario() -> tuple[list, BaseException]:
+        loop = asyncio.get_running_loop()
+        prepared = [predictor.prepare(r) for r in requests]
+        first = batcher.submit_async(predictor, prepared[0], None, loop)
+        await asyncio.to_thread(entered.wait, 10)
+        rest = [batcher.submit_async(predictor, p, None, loop) for p in prepared[1:]]
+        gone = batcher.submit_async(predictor, prepared[0], None, loop)
+        gone.cancel()
+        expired = batcher.submit_async(predictor, prepared[0], time.monotonic(), loop)
+        release.set()
+        answers = await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+        with pytest.raises(DeadlineExceededError) as info:
+            await asyncio.wait_for(expired, 10)
+        return answers, info.value
+
+    try:
+        answers, error = asyncio.run(scenario())
+    finally:
+        batcher.stop()
+    assert "deadline" in str(error)
+    assert sizes == [1, 5]
+    assert ("cancelled", 1) in skipped and ("deadline", 1) in skipped
     for request, answer in zip(requests, answers):
         assert answer.item_ids == rec.recommend(request.history, k=4).item_ids
 

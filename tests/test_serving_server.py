@@ -267,6 +267,18 @@ def test_concurrent_callers_get_the_in_process_answers(client, local) -> None:
         assert_same(got, expected[h])
 
 
+def test_event_loop_is_uvloop_when_installed(server) -> None:
+    from sasrec.serving.server import _new_loop, event_loop_kind
+
+    uvloop = pytest.importorskip("uvloop")
+    assert uvloop is not None and event_loop_kind() == "uvloop"
+    loop = _new_loop("asyncio")
+    assert type(loop).__module__.startswith("asyncio")
+    loop.close()
+    with pytest.raises(ValueError, match="SASREC_EVENT_LOOP.*'tornado'"):
+        _new_loop("tornado")
+
+
 def test_health_and_reflection(server) -> None:
     from google.protobuf import descriptor_pool
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
