@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--steps-per-execution", type=int, default=16)
+    p.add_argument("--adam-epsilon", type=float, default=1e-7)
     p.add_argument("--out", help="model root (default: a temporary directory)")
     p.add_argument("--label", default="")
     p.add_argument(
@@ -87,6 +88,7 @@ def main() -> None:
         bootstrap=1000,
         exclude_seen_negatives=args.negatives == "unseen",
         steps_per_execution=args.steps_per_execution,
+        adam_epsilon=args.adam_epsilon,
     )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +111,9 @@ def main() -> None:
         "model": model,
         "negatives": args.negatives,
         "batch_size": args.batch_size,
+        "adam_epsilon": args.adam_epsilon,
+        "eval_every": args.eval_every,
+        "patience": args.patience,
         "epochs_run": len(epochs),
         "best_epoch": metrics["best_validation"]["epoch"],
         "first_epoch_s": epochs[0],

@@ -81,6 +81,8 @@ class TrainOptions:
         batch_size: Training windows per batch.
         learning_rate: Adam learning rate.
         beta_2: Adam beta_2 (the paper uses 0.98).
+        adam_epsilon: Adam epsilon (Keras' default 1e-7; TensorFlow 1's
+            Adam, which the SASRec reference used, had 1e-8).
         seed: Seeds Python, NumPy, TensorFlow and the data pipeline.
         eval_every: Validate every this many epochs.
         patience: Validations without improvement before early stopping.
@@ -107,6 +109,7 @@ class TrainOptions:
     batch_size: int = 128
     learning_rate: float = 1e-3
     beta_2: float = 0.98
+    adam_epsilon: float = 1e-7
     seed: int = 42
     eval_every: int = 1
     patience: int = 5
@@ -142,6 +145,10 @@ class TrainOptions:
         if not 0 < self.learning_rate < 1:
             raise ValueError(
                 f"learning_rate must be in (0, 1), received learning_rate={self.learning_rate}"
+            )
+        if not 0 < self.adam_epsilon < 1:
+            raise ValueError(
+                f"adam_epsilon must be in (0, 1), received adam_epsilon={self.adam_epsilon}"
             )
 
 
@@ -386,7 +393,9 @@ def run_training(
     # XLA fuses the many small ops of a SASRec step (measured 1.7x faster on
     # CPU); the full softmax has a data-dependent shape and cannot use it.
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate, beta_2=train.beta_2),
+        optimizer=keras.optimizers.Adam(
+            learning_rate=train.learning_rate, beta_2=train.beta_2, epsilon=train.adam_epsilon
+        ),
         jit_compile=config.loss != "softmax",
         # A 128-sequence step of short histories takes a few ms; Keras' loop
         # and the function call cost about 1.5 ms of it (measured on Games:

@@ -231,3 +231,13 @@ def test_bucket_multiple_option_is_validated() -> None:
     assert bucket_widths(50, TrainOptions(bucket_multiple=8).bucket_multiple).tolist() == [
         8, 16, 24, 32, 40, 48, 50
     ]  # fmt: skip
+
+
+def test_optimizer_and_execution_options_are_validated() -> None:
+    with pytest.raises(
+        ValueError, match=r"adam_epsilon must be in \(0, 1\), received adam_epsilon=0"
+    ):
+        TrainOptions(adam_epsilon=0)
+    with pytest.raises(ValueError, match="steps_per_execution=0"):
+        TrainOptions(steps_per_execution=0)
+    assert TrainOptions(adam_epsilon=1e-8).adam_epsilon == 1e-8
