@@ -172,12 +172,8 @@ def serve_until_signalled(
     model: Path,
     options: Any,
     signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
-    orphaned: Any = None,
 ) -> int:
     """Runs one server until one of ``signals`` arrives, then stops it gracefully.
-
-    ``orphaned``, if given, is polled twice a second; when it returns True
-    (a worker's supervisor died without stopping it) the server stops too.
 
     Raises:
         ValueError: The model could not be loaded (the message says why).
@@ -196,9 +192,6 @@ def serve_until_signalled(
         print(f"sasrec serve: listening on port {server.port}", file=sys.stderr, flush=True)
         while not stop_requested.wait(0.5):
             if server.wait(0):
-                break
-            if orphaned is not None and orphaned():
-                print("sasrec serve: supervisor gone; stopping", file=sys.stderr, flush=True)
                 break
             if server.load_error is not None:
                 server.stop(grace=0)

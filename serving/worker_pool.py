@@ -23,7 +23,9 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +154,19 @@ def _worker_main(model_dir: str, options: ServerOptions, log_level: str, parent:
     # SIGTERM anyway, so workers ignore SIGINT and stop exactly once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # If the supervisor is killed outright (SIGKILL), nothing forwards a stop:
-    # a worker re-parented away from it stops by itself instead of lingering.
-    raise SystemExit(
-        serve_until_signalled(
-            Path(model_dir),
-            options,
-            signals=(signal.SIGTERM,),
-            orphaned=lambda: os.getppid() != parent,
-        )
-    )
+    # a worker re-parented away from it stops by itself instead of lingering,
+    # also while it is still importing or loading the model (which can take
+    # a minute on a loaded machine), hence a thread started first.
+    threading.Thread(
+        target=_stop_when_orphaned, args=(parent,), name="sasrec-supervisor-watch", daemon=True
+    ).start()
+    raise SystemExit(serve_until_signalled(Path(model_dir), options, signals=(signal.SIGTERM,)))
+
+
+def _stop_when_orphaned(parent: int, interval: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(interval)
+    print("sasrec serve: supervisor gone; stopping", file=sys.stderr, flush=True)
+    # Before serve_until_signalled installs its handler this ends the process
+    # at once (nothing to drain yet); after, it is the graceful stop.
+    os.kill(os.getpid(), signal.SIGTERM)
