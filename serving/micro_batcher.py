@@ -113,12 +113,8 @@ class MicroBatcher:
             deadline: ``time.monotonic()`` after which the work is skipped and
                 the future fails with :class:`DeadlineExceededError`.
         """
-        if self._closed:
-            raise ModelUnavailableError("the server is shutting down")
-        if self.max_queue and self._queue.qsize() >= self.max_queue:
-            raise OverloadedError(f"scoring queue is full ({self.max_queue} requests)")
         future: Future = Future()
-        self._queue.put(_Work(predictor, prepared, deadline, future))
+        self._put(_Work(predictor, prepared, deadline, future))
         return future
 
     def submit_async(
@@ -135,13 +131,16 @@ class MicroBatcher:
         of the loop per batch instead of one per request, and no
         ``concurrent.futures.Future`` to chain.
         """
+        future = loop.create_future()
+        self._put(_Work(predictor, prepared, deadline, future, loop))
+        return future
+
+    def _put(self, work: _Work) -> None:
         if self._closed:
             raise ModelUnavailableError("the server is shutting down")
         if self.max_queue and self._queue.qsize() >= self.max_queue:
             raise OverloadedError(f"scoring queue is full ({self.max_queue} requests)")
-        future = loop.create_future()
-        self._queue.put(_Work(predictor, prepared, deadline, future, loop))
-        return future
+        self._queue.put(work)
 
     def stop(self, timeout: float | None = None) -> None:
         """Lets the worker finish the queued requests, then ends it."""
@@ -208,11 +207,10 @@ class MicroBatcher:
                 self._process(batch)
             except BaseException as err:  # never let the worker die: fail the batch
                 logger.exception("micro-batch failed")
+                outcomes: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, bool]]] = {}
                 for work in batch:
-                    if work.loop is not None:
-                        _post(work.loop, [(work.future, err, True)])
-                    elif not work.future.done():
-                        work.future.set_exception(err)
+                    _settle(work, err, True, outcomes)
+                _post_all(outcomes)
             finally:
                 self._busy = False
         # Requests that raced with stop() still get an answer.
@@ -271,8 +269,7 @@ class MicroBatcher:
                 continue
             for work, answer in zip(works, answers):
                 _settle(work, answer, False, outcomes)
-        for loop, settled in outcomes.items():
-            _post(loop, settled)
+        _post_all(outcomes)
 
 
 def _settle(
@@ -283,16 +280,20 @@ def _settle(
 ) -> None:
     if work.loop is not None:
         outcomes.setdefault(work.loop, []).append((work.future, value, failed))
+    elif work.future.done():
+        return  # already answered (a batch that failed after scoring part of it)
     elif failed:
         work.future.set_exception(value)
     else:
         work.future.set_result(value)
 
 
-def _post(loop: asyncio.AbstractEventLoop, settled: list[tuple[Any, Any, bool]]) -> None:
-    # A closed loop raises RuntimeError: nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_deliver, settled)
+def _post_all(outcomes: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, bool]]]) -> None:
+    """Hands each loop its settled futures in one ``call_soon_threadsafe``."""
+    for loop, settled in outcomes.items():
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_deliver, settled)
 
 
 def _deliver(settled: list[tuple[Any, Any, bool]]) -> None:
