@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--steps-per-execution", type=int, default=16)
     p.add_argument("--adam-epsilon", type=float, default=1e-7)
+    p.add_argument("--loss-normalization", choices=["epoch", "batch"], default="epoch")
     p.add_argument("--out", help="model root (default: a temporary directory)")
     p.add_argument("--label", default="")
     p.add_argument(
@@ -89,6 +90,7 @@ def main() -> None:
         exclude_seen_negatives=args.negatives == "unseen",
         steps_per_execution=args.steps_per_execution,
         adam_epsilon=args.adam_epsilon,
+        loss_normalization=args.loss_normalization,
     )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,6 +114,7 @@ def main() -> None:
         "negatives": args.negatives,
         "batch_size": args.batch_size,
         "adam_epsilon": args.adam_epsilon,
+        "loss_normalization": args.loss_normalization,
         "eval_every": args.eval_every,
         "patience": args.patience,
         "epochs_run": len(epochs),

@@ -123,6 +123,7 @@ def _train(args: argparse.Namespace) -> int:
         exclude_seen_negatives=args.negatives == "unseen",
         bucket_multiple=args.bucket_multiple or None,
         steps_per_execution=args.steps_per_execution,
+        loss_normalization=args.loss_normalization,
     )
     run_training(args.out, data_options_from_args(args), model, train)
     return 0
@@ -213,6 +214,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=16,
         help="train steps per call into TensorFlow (same result; less Python per step)",
+    )
+    t.add_argument(
+        "--loss-normalization",
+        choices=["epoch", "batch"],
+        default="epoch",
+        help="every position of an epoch weighs the same (epoch) or the mean of each batch",
     )
     t.add_argument("--no-sampled", action="store_true", help="skip the sampled protocol")
     t.add_argument(

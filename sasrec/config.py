@@ -36,6 +36,14 @@ class SASRecConfig:
             ``"softmax"`` (full cross-entropy) or ``"gbce"``.
         num_negatives: Negatives per position for the sampled losses.
         gbce_t: The calibration parameter t of gBCE (0 gives plain BCE).
+        loss_denominator: None: the loss is the mean over each batch's valid
+            positions. A number C: the summed position losses are divided by
+            C instead, so every position weighs the same whatever batch it
+            lands in. With length-bucketed batches (short histories batched
+            together) the per-batch mean gives a position of a short batch
+            many times the weight of one in a long batch; ``sasrec train``
+            sets C to the epoch's mean valid positions per batch, the weight
+            a position has in the reference's randomly mixed batches.
 
     Example:
         >>> cfg = SASRecConfig(num_items=100, hidden_dim=32, num_heads=2)
@@ -57,6 +65,7 @@ class SASRecConfig:
     loss: str = "softmax"
     num_negatives: int = 1
     gbce_t: float = 0.75
+    loss_denominator: float | None = None
 
     def __post_init__(self) -> None:
         validate_model_arguments(**self.to_dict())
@@ -105,6 +114,7 @@ def validate_model_arguments(
     loss: str,
     num_negatives: int,
     gbce_t: float,
+    loss_denominator: float | None = None,
 ) -> None:
     """Raises ``ValueError`` naming the first bad field and its value."""
     _require(_is_int(num_items) and num_items >= 1, "num_items", num_items, "must be an int >= 1")
@@ -162,4 +172,16 @@ def validate_model_arguments(
         "gbce_t",
         gbce_t,
         "must be a number in [0, 1]",
+    )
+    _require(
+        loss_denominator is None
+        or (
+            isinstance(loss_denominator, int | float)
+            and not isinstance(loss_denominator, bool)
+            and loss_denominator > 0
+            and loss_denominator < float("inf")
+        ),
+        "loss_denominator",
+        loss_denominator,
+        "must be None or a finite number > 0",
     )

@@ -101,6 +101,38 @@ def test_all_padding_rows_leave_the_loss_unchanged(loss):
     assert np.isfinite(after)
 
 
+@pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "softmax", "gbce"])
+def test_loss_denominator_divides_the_sum_of_position_losses(loss):
+    model = tiny_model(loss, gbce_t=0.5, loss_denominator=7.5)
+    batch = make_batch(np.random.default_rng(3))
+    hidden = model(batch)
+    valid = int((batch["positives"] != 0).sum())
+    expected = numpy_loss(model, batch, np_(hidden)) * valid / 7.5
+    np.testing.assert_allclose(np_(model.compute_loss(batch, None, hidden)), expected, rtol=1e-5)
+
+
+def test_loss_denominator_weighs_positions_alike_across_batches():
+    # Two batches of 2 and 6 valid positions with one position loss each:
+    # the per-batch mean gives a position of the short batch 3x the weight;
+    # a constant denominator gives each position the same weight.
+    per_batch = tiny_model("bce")
+    constant = tiny_model("bce", loss_denominator=4.0)
+    rng = np.random.default_rng(4)
+    short = make_batch(rng, batch=1, width=3)
+    long_ = make_batch(rng, batch=3, width=3)
+    short["positives"][:] = [[0, 2, 3]]
+    long_["positives"][:] = [[3, 4, 5], [6, 7, 8], [0, 0, 0]]
+    long_["item_ids"][:] = [[2, 3, 4], [5, 6, 7], [0, 0, 9]]
+    short["item_ids"][:] = [[0, 1, 2]]
+    for model in (per_batch, constant):
+        losses = [np_(model.compute_loss(b, None, model(b))) for b in (short, long_)]
+        sums = [numpy_loss(model, b, np_(model(b))) * n for b, n in ((short, 2), (long_, 6))]
+        if model is per_batch:
+            np.testing.assert_allclose(losses, [sums[0] / 2, sums[1] / 6], rtol=1e-5)
+        else:
+            np.testing.assert_allclose(losses, [sums[0] / 4, sums[1] / 4], rtol=1e-5)
+
+
 def test_gbce_with_t_zero_equals_bce():
     bce = tiny_model("bce")
     gbce = tiny_model("gbce", gbce_t=0.0)

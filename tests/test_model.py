@@ -36,6 +36,7 @@ def test_config_round_trip():
         loss="gbce",
         num_negatives=4,
         gbce_t=0.5,
+        loss_denominator=12.5,
     )
     model = SASRec(**config.to_dict())
     assert SASRecConfig.from_dict(model.get_config()) == config
@@ -53,6 +54,8 @@ def test_config_round_trip():
         ({"dropout": 1.0}, "dropout"),
         ({"max_len": 0}, "max_len"),
         ({"position_embedding": "rotary"}, "position_embedding"),
+        ({"loss_denominator": 0}, "loss_denominator"),
+        ({"loss_denominator": float("nan")}, "loss_denominator"),
     ],
 )
 def test_bad_config_names_the_field(kwargs, field):

@@ -15,7 +15,15 @@ import pytest
 
 from sasrec.artifact import latest_version, load_model_dir
 from sasrec.cli import main
-from sasrec.pipelines.train import DataOptions, TrainOptions, evaluate_split, run_training
+from sasrec.pipelines.train import (
+    DataOptions,
+    TrainOptions,
+    evaluate_split,
+    mean_positions_per_batch,
+    prepare_data,
+    run_training,
+)
+from sasrec.pipelines.windows import training_windows
 from sasrec.scorer import Scorer
 
 TINY_MODEL = {"hidden_dim": 16, "num_blocks": 1, "num_heads": 1, "max_len": 12, "dropout": 0.1}
@@ -67,10 +75,19 @@ def test_train_artifact_reload_gives_same_scores(tmp_path: Path) -> None:
     again = load_model_dir(version)
     np.testing.assert_array_equal(Scorer(artifact.model)(histories), Scorer(again.model)(histories))
 
-    # A second run publishes version 2 beside version 1.
-    assert (
-        run_training(tmp_path / "models", TINY_DATA, TINY_MODEL, tiny_train(epochs=1)).name == "2"
+    # Every position of an epoch weighs the same: the loss divides by the
+    # epoch's mean valid positions per batch.
+    inputs, positives = training_windows(prepare_data(TINY_DATA).split.train, 12)
+    expected = np.count_nonzero(positives) / -(-len(positives) // 32)
+    assert artifact.config.loss_denominator == pytest.approx(expected)
+    assert expected == pytest.approx(mean_positions_per_batch(positives, 32))
+
+    # A second run publishes version 2 beside version 1; per-batch means keep no denominator.
+    second = run_training(
+        tmp_path / "models", TINY_DATA, TINY_MODEL, tiny_train(epochs=1, loss_normalization="batch")
     )
+    assert second.name == "2"
+    assert load_model_dir(second).config.loss_denominator is None
 
 
 def test_same_seed_gives_same_metrics(tmp_path: Path) -> None:
@@ -241,3 +258,5 @@ def test_optimizer_and_execution_options_are_validated() -> None:
     with pytest.raises(ValueError, match="steps_per_execution=0"):
         TrainOptions(steps_per_execution=0)
     assert TrainOptions(adam_epsilon=1e-8).adam_epsilon == 1e-8
+    with pytest.raises(ValueError, match="loss_normalization='sum'"):
+        TrainOptions(loss_normalization="sum")

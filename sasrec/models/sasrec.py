@@ -54,6 +54,7 @@ class SASRec(keras.Model):
         loss: str = "softmax",
         num_negatives: int = 1,
         gbce_t: float = 0.75,
+        loss_denominator: float | None = None,
         **kwargs: Any,
     ) -> None:
         validate_model_arguments(
@@ -71,6 +72,7 @@ class SASRec(keras.Model):
             loss=loss,
             num_negatives=num_negatives,
             gbce_t=gbce_t,
+            loss_denominator=loss_denominator,
         )
         super().__init__(**kwargs)
         self.num_items = num_items
@@ -87,6 +89,7 @@ class SASRec(keras.Model):
         self.loss_name = loss
         self.num_negatives = num_negatives
         self.gbce_t = gbce_t
+        self.loss_denominator = None if loss_denominator is None else float(loss_denominator)
         self.encoder = SASRecEncoder(
             num_items=num_items,
             max_len=max_len,
@@ -152,7 +155,7 @@ class SASRec(keras.Model):
         sample_weight: Any = None,
         training: bool = True,
     ) -> Any:
-        """The ``loss`` chosen in the config, averaged over valid positions.
+        """The ``loss`` chosen in the config over the valid positions (:meth:`sequence_loss`).
 
         Args:
             x: The training batch dict (``item_ids``, ``positives`` and, for
@@ -178,7 +181,7 @@ class SASRec(keras.Model):
         return total
 
     def sequence_loss(self, hidden: Any, positives: Any, negatives: Any | None = None) -> Any:
-        """Mean loss over positions with ``positives != 0``.
+        """Loss over positions with ``positives != 0`` (mean, or sum / ``loss_denominator``).
 
         Args:
             hidden: ``(B, t, d)`` hidden states.
@@ -191,7 +194,10 @@ class SASRec(keras.Model):
         hidden = ops.cast(hidden, "float32")
         positives = ops.cast(positives, "int32")
         valid = ops.not_equal(positives, 0)
-        count = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
+        if self.loss_denominator is None:
+            count = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
+        else:
+            count = self.loss_denominator
         if self.loss_name == "softmax":
             return self._full_softmax_loss(hidden, positives, valid) / count
         if negatives is None:
@@ -420,5 +426,6 @@ class SASRec(keras.Model):
             loss=self.loss_name,
             num_negatives=self.num_negatives,
             gbce_t=self.gbce_t,
+            loss_denominator=self.loss_denominator,
         )
         return config
