@@ -110,8 +110,9 @@ class TrainOptions:
             one). ``"batch"``: the mean over each batch's own positions,
             which under length bucketing gives a position of a batch of short
             histories several times the weight of one in a batch of long
-            ones (on Games: sampled NDCG@10 0.527 against 0.536 with
-            ``"epoch"``, full-ranking 0.030 against 0.033; docs/benchmarks.md).
+            ones (on Games, paper settings: sampled NDCG@10 0.527 against
+            0.538 with ``"epoch"``, full-ranking 0.030 against 0.033;
+            docs/benchmarks.md 2d).
     """
 
     epochs: int = 200
