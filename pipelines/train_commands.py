@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sasrec.config import LOSSES, POSITION_EMBEDDINGS
+from sasrec.pipelines.train import LOSS_NORMALIZATIONS
 
 
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -217,7 +218,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument(
         "--loss-normalization",
-        choices=["epoch", "batch"],
+        choices=LOSS_NORMALIZATIONS,
         default="epoch",
         help="every position of an epoch weighs the same (epoch) or the mean of each batch",
     )

@@ -280,12 +280,8 @@ def _settle(
 ) -> None:
     if work.loop is not None:
         outcomes.setdefault(work.loop, []).append((work.future, value, failed))
-    elif work.future.done():
-        return  # already answered (a batch that failed after scoring part of it)
-    elif failed:
-        work.future.set_exception(value)
     else:
-        work.future.set_result(value)
+        _resolve(work.future, value, failed)
 
 
 def _post_all(outcomes: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, bool]]]) -> None:
@@ -299,9 +295,15 @@ def _post_all(outcomes: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, boo
 def _deliver(settled: list[tuple[Any, Any, bool]]) -> None:
     """Runs on the event loop: resolves the futures of one batch."""
     for future, value, failed in settled:
-        if future.done():  # cancelled meanwhile
-            continue
-        if failed:
-            future.set_exception(value)
-        else:
-            future.set_result(value)
+        _resolve(future, value, failed)
+
+
+def _resolve(future: Any, value: Any, failed: bool) -> None:
+    # A future may be done already: cancelled meanwhile, or answered before
+    # its batch failed part-way.
+    if future.done():
+        return
+    if failed:
+        future.set_exception(value)
+    else:
+        future.set_result(value)

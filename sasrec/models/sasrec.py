@@ -195,11 +195,11 @@ class SASRec(keras.Model):
         positives = ops.cast(positives, "int32")
         valid = ops.not_equal(positives, 0)
         if self.loss_denominator is None:
-            count = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
+            denominator = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
         else:
-            count = self.loss_denominator
+            denominator = self.loss_denominator
         if self.loss_name == "softmax":
-            return self._full_softmax_loss(hidden, positives, valid) / count
+            return self._full_softmax_loss(hidden, positives, valid) / denominator
         if negatives is None:
             raise ValueError(
                 f"SASRec(loss={self.loss_name!r}) needs 'negatives' (B, t, n) in the batch"
@@ -227,7 +227,7 @@ class SASRec(keras.Model):
             per_position = -beta * ops.log_sigmoid(positive) - ops.sum(
                 ops.log_sigmoid(-negative), axis=-1
             )
-        return ops.sum(ops.where(valid, per_position, 0.0)) / count
+        return ops.sum(ops.where(valid, per_position, 0.0)) / denominator
 
     def _shared_negative_logits(self, hidden: Any, positives: Any, negatives: Any) -> Any:
         """Logits with one set of n negatives per sequence (gSASRec's sampling).
