@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto proto-check bench clean setup loadgen
+.PHONY: demo test lint format proto proto-check bench clean setup loadgen native
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,9 @@ demo: $(STAMP)
 	$(BIN)/sasrec demo
 
 ## The test suite (slow end-to-end runs excluded; `make test PYTEST_ARGS="-m slow"` runs them).
-test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+## Builds the native front end first and requires it (its tests skip elsewhere).
+test: $(STAMP) native
+	SASREC_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,6 +44,10 @@ proto-check: $(STAMP)
 ## The serving benchmark (docs/benchmarks.md has every benchmark's command).
 bench: $(STAMP) loadgen
 	$(BIN)/python bench/bench_serving.py --workers 2
+
+## Native (C++) gRPC front end: sasrec serve --frontend native (serving/native/).
+native: $(STAMP)
+	bash serving/native/build.sh $(BIN)/python
 
 ## Native (C++) closed-loop gRPC load generator: bench/loadgen/build/loadgen.
 loadgen:

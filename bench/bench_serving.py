@@ -255,7 +255,7 @@ class ServerProcess:
             "--metrics-port", str(self.metrics), "--poll-seconds", "0",
             "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
             "--busy-wait-ms", str(args.busy_wait_ms), "--engine", args.engine,
-            "--max-concurrent", "1024", "--log-level", "WARNING",
+            "--max-concurrent", "1024", "--log-level", "WARNING", "--frontend", args.frontend,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
@@ -317,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--engine", choices=["numpy", "tensorflow"], default="numpy")
     parser.add_argument(
+        "--frontend",
+        choices=["python", "native"],
+        default="python",
+        help="server front end (native: `make native` first)",
+    )
+    parser.add_argument(
         "--generator",
         nargs="+",
         choices=["native", "python"],
@@ -364,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nmodel: {len(items)} items, max_len {MAX_LEN}, d={args.hidden_dim}, "
         f"{args.num_blocks} blocks; {source}; k=10; engine={args.engine}, "
+        f"frontend={args.frontend}, "
         f"workers={args.workers}, channels={args.channels}, "
         f"max_batch_size={args.max_batch_size}, max_wait_ms={args.max_wait_ms}, "
         f"busy_wait_ms={args.busy_wait_ms}\n"

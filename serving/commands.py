@@ -93,6 +93,13 @@ def register(subparsers: Any) -> None:
         "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
     )
     serve.add_argument(
+        "--frontend",
+        choices=["python", "native"],
+        default="python",
+        help="gRPC front end: python (grpcio asyncio) or native (C++, calls reach Python "
+        "in batches; build it with `make native`)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -156,6 +163,7 @@ def run_serve(args: argparse.Namespace) -> int:
         intra_op_threads=args.intra_op_threads,
         engine=args.engine,
         blas_threads=args.blas_threads,
+        frontend=args.frontend,
     )
     if args.workers > 1:
         from sasrec.serving.worker_pool import WorkerPool

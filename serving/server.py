@@ -4,7 +4,9 @@ Threads: one asyncio event loop thread runs every gRPC handler (they only
 validate, enqueue and await), one micro-batching thread runs the model (NumPy
 BLAS capped at ``blas_threads``; TensorFlow ``intra_op = cores, inter_op = 1``),
 one watcher thread polls for new versions, and the load thread warms up new
-versions.
+versions. With ``frontend="native"`` the C++ front end
+(:class:`~sasrec.serving.native_frontend.NativeFrontend`) replaces the event
+loop, the handlers and the batching thread.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class RecommenderServer:
         self._load_error: BaseException | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
+        self._native: Any = None  # NativeFrontend with ``frontend="native"``
         opts = self.options
         self._watcher = ModelWatcher(
             self.model_dir,
@@ -156,6 +159,8 @@ class RecommenderServer:
     @property
     def queued_requests(self) -> int:
         """Requests waiting for the batching thread."""
+        if self._native is not None:
+            return self._native.queued
         return self._batcher.queue_size
 
     @property
@@ -186,9 +191,15 @@ class RecommenderServer:
             limit_blas_threads(opts.blas_threads)
         if opts.metrics_port:
             self.metrics_port = self.metrics.serve_http(opts.metrics_port, opts.metrics_host)
-        self._batcher.start()
         try:
-            self.port = _run(self._start_grpc())
+            if opts.frontend == "native":
+                from sasrec.serving.native_frontend import NativeFrontend
+
+                self._native = NativeFrontend(opts, lambda: self._predictor, self.metrics)
+                self.port = self._native.start()
+            else:
+                self._batcher.start()
+                self.port = _run(self._start_grpc())
         except BaseException:
             self._batcher.stop()
             self.metrics.stop_http()
@@ -231,7 +242,9 @@ class RecommenderServer:
         grace = self.options.grace_seconds if grace is None else grace
         logger.info("stopping", extra={"fields": {"grace_seconds": grace}})
         try:
-            if self._server is not None:
+            if self._native is not None:
+                self._native.stop(grace, self.options.drain_seconds)
+            elif self._server is not None:
                 _run(self._stop_grpc(grace))
         finally:
             self._watcher.stop(timeout=grace + 5)
@@ -334,7 +347,10 @@ class RecommenderServer:
             self._watcher.load_initial()
             if self._stopping:
                 return
-            _run(self._set_health(_SERVING))
+            if self._native is not None:
+                self._native.set_serving(True)
+            else:
+                _run(self._set_health(_SERVING))
             self._watcher.start()
             logger.info(
                 "serving", extra={"fields": {"version": self.model_version, "port": self.port}}

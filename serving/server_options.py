@@ -45,6 +45,12 @@ class ServerOptions:
         reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
             share the port (``sasrec serve --workers``); off by default so a
             second server on a busy port fails instead of silently sharing it.
+        frontend: ``"python"`` (grpcio's asyncio server, the default) or
+            ``"native"``: gRPC's C++ server hands calls to Python a batch at a
+            time (``make native`` builds it; see
+            :mod:`sasrec.serving.native_frontend`). Same contract, health,
+            reflection, limits, TLS, token and metrics; ``max_wait_ms``,
+            ``busy_wait_ms`` and ``max_queue`` apply to the Python one only.
         limits: Request caps.
         load_hook: Called with each version directory before it is loaded
             (tests use it to slow loading down).
@@ -74,6 +80,7 @@ class ServerOptions:
     engine: str = "numpy"
     blas_threads: int = 1
     reuse_port: bool = False
+    frontend: str = "python"
     limits: Limits = field(default_factory=Limits)
     load_hook: Callable[[Path], Any] | None = None
     batch_hook: Callable[[int], Any] | None = None
@@ -103,6 +110,12 @@ class ServerOptions:
                 "must be numpy or tensorflow",
             ),
             ("blas_threads", self.blas_threads, self.blas_threads >= 1, "must be >= 1"),
+            (
+                "frontend",
+                self.frontend,
+                self.frontend in ("python", "native"),
+                "must be python or native",
+            ),
         )
         for name, value, ok, rule in checks:
             if not ok:

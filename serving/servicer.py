@@ -11,7 +11,6 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from sasrec.serving.convert import (
     model_info_to_proto,
@@ -84,24 +83,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self._in_flight += 1
         try:
             predictor = self._predictor()
-            cap = predictor.limits.max_batch_requests
-            if len(request.requests) > cap:
-                raise InvalidRequestError(
-                    [
-                        FieldViolation(
-                            "requests", f"at most {cap} requests, received {len(request.requests)}"
-                        )
-                    ]
-                )
-            prepared = []
-            violations: list[FieldViolation] = []
-            for i, msg in enumerate(request.requests):
-                try:
-                    prepared.append(predictor.prepare(request_from_proto(msg)))
-                except InvalidRequestError as err:
-                    violations.extend(err.prefixed(f"requests[{i}].").violations)
-            if violations:
-                raise InvalidRequestError(violations)
+            prepared = prepare_batch(predictor, request)
             recs = await self._answer(predictor, prepared, context)
         except asyncio.CancelledError:
             raise
@@ -164,7 +146,39 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         return results
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> None:
+def prepare_batch(predictor: Any, request: pb.RecommendBatchRequest) -> list[Any]:
+    """Validates and prepares every request of a ``RecommendBatch`` call.
+
+    Raises:
+        InvalidRequestError: Over the batch cap, or any request invalid (each
+            violation's field is prefixed with ``requests[i].``).
+    """
+    cap = predictor.limits.max_batch_requests
+    if len(request.requests) > cap:
+        received = len(request.requests)
+        raise InvalidRequestError(
+            [FieldViolation("requests", f"at most {cap} requests, received {received}")]
+        )
+    prepared = []
+    violations: list[FieldViolation] = []
+    for i, msg in enumerate(request.requests):
+        try:
+            prepared.append(predictor.prepare(request_from_proto(msg)))
+        except InvalidRequestError as err:
+            violations.extend(err.prefixed(f"requests[{i}].").violations)
+    if violations:
+        raise InvalidRequestError(violations)
+    return prepared
+
+
+def error_status(err: Exception) -> tuple[grpc.StatusCode, str, bytes]:
+    """The status of a failed call: code, message and ``grpc-status-details-bin``.
+
+    The details (a serialized ``google.rpc.Status``) are empty except for
+    :class:`InvalidRequestError`, which carries a ``google.rpc.BadRequest``
+    naming each invalid field. An unexpected error is logged and answered
+    ``INTERNAL`` with its type only.
+    """
     if isinstance(err, InvalidRequestError):
         detail = any_pb2.Any()
         detail.Pack(
@@ -177,18 +191,28 @@ async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> None:
                 ]
             )
         )
-        status = rpc_status.to_status(
-            status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[detail])
+        status = status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[detail]
         )
-        await context.abort(status.code, status.details, status.trailing_metadata)
-    if isinstance(err, ModelUnavailableError):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
-    if isinstance(err, DeadlineExceededError):
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
-    if isinstance(err, OverloadedError):
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        return grpc.StatusCode.INVALID_ARGUMENT, str(err), status.SerializeToString()
+    for kind, code in _ERROR_CODES:
+        if isinstance(err, kind):
+            return code, str(err), b""
     logger.error("internal error", exc_info=err)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}", b""
+
+
+_ERROR_CODES = (
+    (ModelUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> None:
+    code, message, details = error_status(err)
+    trailing = (("grpc-status-details-bin", details),) if details else ()
+    await context.abort(code, message, trailing)
 
 
 def _log_call(method: str, request: pb.RecommendRequest, rec: Any) -> None:

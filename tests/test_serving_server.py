@@ -1,7 +1,10 @@
 """A real gRPC server on a loopback port, the real client, the real model code.
 
 Answers over gRPC are compared with the in-process API (same Predictor, no
-network); error cases check the status code and the BadRequest field.
+network); error cases check the status code and the BadRequest field. The
+contract tests run against both front ends: grpcio's asyncio server and the
+native (C++) one (``make native``; required under ``make test``, skipped
+when it is not built and ``SASREC_REQUIRE_NATIVE`` is unset).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sasrec.serving import (
     start_server,
 )
 from sasrec.serving.domain import Limits, Recommendation, RecommendationRequest
+from sasrec.serving.native_frontend import native_frontend_available
 from sasrec.serving.v1 import recommender_pb2, recommender_pb2_grpc
 from sasrec.vocabulary import ItemVocabulary
 
@@ -42,6 +46,16 @@ NUM_ITEMS = 40
 MAX_LEN = 6
 ITEMS = [f"sku-{i:02d}" for i in range(1, NUM_ITEMS + 1)]
 CODE = grpc.StatusCode
+FRONTENDS = [
+    "python",
+    pytest.param(
+        "native",
+        marks=pytest.mark.skipif(
+            not native_frontend_available() and os.environ.get("SASREC_REQUIRE_NATIVE") != "1",
+            reason="native front end not built (make native)",
+        ),
+    ),
+]
 
 
 def save_version(path: Path, seed: int) -> None:
@@ -97,15 +111,15 @@ def local(model_root: Path) -> Recommender:
     return Recommender.load(model_root, max_batch_size=8)
 
 
-@pytest.fixture(scope="module")
-def metrics_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def server(model_root: Path, metrics_port: int) -> Iterator:
+@pytest.fixture(scope="module", params=FRONTENDS)
+def server(model_root: Path, request: pytest.FixtureRequest) -> Iterator:
     srv = start_server(
-        model_root, port=0, max_batch_size=8, poll_seconds=0, metrics_port=metrics_port
+        model_root,
+        port=0,
+        max_batch_size=8,
+        poll_seconds=0,
+        metrics_port=free_port(),
+        frontend=request.param,
     )
     yield srv
     srv.stop(grace=1)
@@ -270,6 +284,8 @@ def test_concurrent_callers_get_the_in_process_answers(client, local) -> None:
 def test_event_loop_is_uvloop_when_installed(server) -> None:
     from sasrec.serving.server import _new_loop, event_loop_kind
 
+    if server.options.frontend != "python":
+        pytest.skip("the native front end has no Python event loop")
     uvloop = pytest.importorskip("uvloop")
     assert uvloop is not None and event_loop_kind() == "uvloop"
     loop = _new_loop("asyncio")
@@ -299,12 +315,12 @@ def test_health_and_reflection(server) -> None:
         assert method.input_type.fields_by_name["history"].number == 1
 
 
-def test_prometheus_metrics(server, client, metrics_port) -> None:
+def test_prometheus_metrics(server, client) -> None:
     client.recommend(["sku-01"], k=2)
     with contextlib.suppress(RecommenderError):
         client.recommend(["sku-01"], k=-1)
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
-    text = text.decode()
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
     assert 'sasrec_grpc_requests_total{code="OK",method="Recommend"}' in text
     assert 'sasrec_grpc_requests_total{code="INVALID_ARGUMENT",method="Recommend"}' in text
     assert 'sasrec_grpc_request_seconds_bucket{le="0.005",method="Recommend"}' in text
@@ -336,7 +352,10 @@ def health_status(address: str) -> str:
         return c.health()
 
 
-def test_health_not_serving_until_warm_then_graceful_shutdown(model_root: Path, local) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_health_not_serving_until_warm_then_graceful_shutdown(
+    model_root: Path, local, frontend: str
+) -> None:
     load_gate, batch_gate = Gate(), Gate()
     srv = start_server(
         model_root,
@@ -346,6 +365,7 @@ def test_health_not_serving_until_warm_then_graceful_shutdown(model_root: Path, 
         drain_seconds=2.0,
         load_hook=load_gate,
         batch_hook=batch_gate,
+        frontend=frontend,
     )
     try:
         assert load_gate.entered.wait(30)
@@ -392,9 +412,12 @@ def skipped(srv) -> float:
     return sum(counter.labels(reason=r)._value.get() for r in ("deadline", "cancelled"))
 
 
-def test_deadline_exceeded_skips_the_work(model_root: Path) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_deadline_exceeded_skips_the_work(model_root: Path, frontend: str) -> None:
     gate = Gate()
-    srv = start_server(model_root, max_batch_size=4, poll_seconds=0, batch_hook=gate)
+    srv = start_server(
+        model_root, max_batch_size=4, poll_seconds=0, batch_hook=gate, frontend=frontend
+    )
     try:
         with (
             RecommenderClient(srv.address, timeout=10, retries=0) as c,
@@ -419,10 +442,16 @@ def test_deadline_exceeded_skips_the_work(model_root: Path) -> None:
         srv.stop(grace=0)
 
 
-def test_overload_is_resource_exhausted(model_root: Path) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_overload_is_resource_exhausted(model_root: Path, frontend: str) -> None:
     gate = Gate()
     srv = start_server(
-        model_root, max_batch_size=1, poll_seconds=0, max_concurrent=2, batch_hook=gate
+        model_root,
+        max_batch_size=1,
+        poll_seconds=0,
+        max_concurrent=2,
+        batch_hook=gate,
+        frontend=frontend,
     )
     try:
         with (
@@ -458,7 +487,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_tls_and_bearer_token(model_root: Path, tmp_path: Path, local) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_tls_and_bearer_token(model_root: Path, tmp_path: Path, local, frontend: str) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     cert, key = make_certificate(tmp_path)
@@ -469,6 +499,7 @@ def test_tls_and_bearer_token(model_root: Path, tmp_path: Path, local) -> None:
         tls_cert=cert,
         tls_key=key,
         auth_token="s3cret",
+        frontend=frontend,
     )
     try:
         with RecommenderClient(srv.address, root_certificates=cert, retries=0) as anonymous:
@@ -490,11 +521,12 @@ def test_tls_and_bearer_token(model_root: Path, tmp_path: Path, local) -> None:
         srv.stop(grace=0)
 
 
-def test_hot_reload_and_broken_version_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_hot_reload_and_broken_version_rejected(tmp_path: Path, frontend: str) -> None:
     root = tmp_path / "models"
     root.mkdir()
     publish(root, 1, seed=1)
-    srv = start_server(root, max_batch_size=2, poll_seconds=0.1)
+    srv = start_server(root, max_batch_size=2, poll_seconds=0.1, frontend=frontend)
     try:
         with RecommenderClient(srv.address, retries=0) as c:
             first = c.recommend(["sku-01", "sku-02"], k=5)

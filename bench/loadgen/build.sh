@@ -6,34 +6,16 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-PROTO_ROOT="$REPO/protos"
-PROTO_REL="sasrec/serving/v1/recommender.proto"
-PROTO="$PROTO_ROOT/$PROTO_REL"
 SRC="$HERE/loadgen.cc"
 OUT="$HERE/build"
 GEN="$OUT/gen"
 BIN="$OUT/loadgen"
 STEM="$GEN/sasrec/serving/v1/recommender"
 
-if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists grpc++ protobuf \
-    || ! command -v protoc >/dev/null 2>&1 || ! command -v grpc_cpp_plugin >/dev/null 2>&1 \
-    || ! command -v g++ >/dev/null 2>&1; then
-  echo "build.sh: installing gRPC C++ development packages" >&2
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev pkg-config g++ >&2
-fi
-
-mkdir -p "$GEN"
-
-# Regenerate the stubs when the .proto (or this script) is newer than them.
-if [ ! -f "$STEM.grpc.pb.cc" ] || [ "$PROTO" -nt "$STEM.grpc.pb.cc" ] \
-    || [ "${BASH_SOURCE[0]}" -nt "$STEM.grpc.pb.cc" ]; then
-  protoc -I "$PROTO_ROOT" --cpp_out="$GEN" --grpc_out="$GEN" \
-    --plugin=protoc-gen-grpc="$(command -v grpc_cpp_plugin)" "$PROTO"
-fi
+# shellcheck source=../../serving/native/grpc_cpp.sh
+source "$REPO/serving/native/grpc_cpp.sh"
+ensure_grpc_cpp
+generate_stubs "$GEN"
 
 # Recompile when the binary is missing or older than any of its sources.
 rebuild=0

@@ -1,0 +1,406 @@
+// Native gRPC front end for the sasrec.v1.Recommender service.
+//
+// gRPC C++ (async API, one completion-queue thread) accepts the calls, checks
+// the bearer token and the concurrent-call limit, and queues each call's raw
+// request bytes. Python takes the queue in batches (`next_batch`, the GIL is
+// released while it waits), answers a whole batch with one model call, and
+// hands each call's status and raw response bytes back (`finish`). So Python
+// runs once per batch of calls instead of once per call, and the contract's
+// logic (validation, error details, the model) stays in Python.
+//
+// Health (grpc.health.v1, C++'s default service) and server reflection
+// (grpc::reflection) are served here too, without Python.
+//
+// Built by serving/native/build.sh into sasrec/serving/_native_frontend*.so.
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "sasrec/serving/v1/recommender.grpc.pb.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using RawService = sasrec::v1::Recommender::WithRawMethod_Recommend<
+    sasrec::v1::Recommender::WithRawMethod_RecommendBatch<
+        sasrec::v1::Recommender::WithRawMethod_GetModelInfo<sasrec::v1::Recommender::Service>>>;
+
+constexpr int kNumMethods = 3;  // Recommend, RecommendBatch, GetModelInfo (proto order)
+const char* const kServiceName = "sasrec.v1.Recommender";
+const char* const kAuthMessage = "missing or invalid 'authorization: Bearer' token";
+const char* const kOverloadMessage = "Concurrent RPC limit exceeded!";
+
+class Frontend;
+
+// One call's life: REQUESTED (waiting for a client) -> WAITING (queued for or
+// held by Python) -> FINISHING (response sent) -> deleted.
+struct Call {
+  enum class State { kRequested, kWaiting, kFinishing };
+
+  Call(Frontend* owner, int method_index)
+      : frontend(owner), method(method_index), responder(&context) {}
+
+  Frontend* frontend;
+  int method;
+  State state = State::kRequested;
+  uint64_t id = 0;
+  Steady::time_point arrival;
+  grpc::ServerContext context;
+  grpc::ByteBuffer request;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder;
+};
+
+// What Python receives for one call. `rejected` >= 0 marks a call the front
+// end already answered (auth, overload): Python only records it in metrics.
+struct Item {
+  uint64_t id;
+  int method;
+  std::string payload;
+  std::optional<double> remaining;  // seconds to the deadline, None: no deadline
+  double age;                       // seconds since the call arrived
+  int rejected;
+};
+
+std::string ToString(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  out.reserve(buffer.Length());
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+class Frontend {
+ public:
+  Frontend(std::string address, int max_concurrent, std::string auth_token, std::string tls_key,
+           std::string tls_cert, bool reuse_port)
+      : address_(std::move(address)),
+        max_concurrent_(max_concurrent),
+        expected_auth_(auth_token.empty() ? "" : "Bearer " + auth_token),
+        tls_key_(std::move(tls_key)),
+        tls_cert_(std::move(tls_cert)),
+        reuse_port_(reuse_port) {
+    if (max_concurrent_ < 1) {
+      throw std::invalid_argument("max_concurrent must be >= 1, received " +
+                                  std::to_string(max_concurrent_));
+    }
+  }
+
+  ~Frontend() { Shutdown(0.0); }
+
+  // Binds the port, starts serving with health NOT_SERVING; returns the port.
+  int Start() {
+    std::lock_guard<std::mutex> start_lock(lifecycle_mu_);
+    if (server_) throw std::runtime_error("front end already started");
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, reuse_port_ ? 1 : 0);
+    std::shared_ptr<grpc::ServerCredentials> credentials;
+    if (!tls_key_.empty()) {
+      grpc::SslServerCredentialsOptions ssl;
+      ssl.pem_key_cert_pairs.push_back({tls_key_, tls_cert_});
+      credentials = grpc::SslServerCredentials(ssl);
+    } else {
+      credentials = grpc::InsecureServerCredentials();
+    }
+    int port = 0;
+    builder.AddListeningPort(address_, credentials, &port);
+    builder.RegisterService(&service_);
+    cq_ = builder.AddCompletionQueue();
+    server_ = builder.BuildAndStart();
+    if (!server_ || port == 0) {
+      server_.reset();
+      throw std::runtime_error("cannot bind gRPC port " + address_);
+    }
+    SetServing(false);
+    for (int m = 0; m < kNumMethods; ++m) Arm(m);
+    poller_ = std::thread([this] { Poll(); });
+    return port;
+  }
+
+  void SetServing(bool serving) {
+    auto* health = server_ ? server_->GetHealthCheckService() : nullptr;
+    if (health == nullptr) return;
+    health->SetServingStatus("", serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
+
+  // Up to `max_items` queued calls; waits up to `timeout` seconds for the
+  // first. An empty list on timeout, None once the front end has shut down.
+  std::optional<std::vector<Item>> NextBatch(int max_items, double timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto ready = [this] { return !queue_.empty() || closed_; };
+    if (!cv_.wait_for(lock, std::chrono::duration<double>(timeout), ready)) {
+      return std::vector<Item>{};
+    }
+    if (queue_.empty()) return std::nullopt;  // closed and drained
+    std::vector<Item> items;
+    const auto now_steady = Steady::now();
+    const auto now_system = std::chrono::system_clock::now();
+    while (!queue_.empty() && static_cast<int>(items.size()) < max_items) {
+      Queued q = std::move(queue_.front());
+      queue_.pop_front();
+      Item item{q.id, q.method, std::move(q.payload), std::nullopt,
+                std::chrono::duration<double>(now_steady - q.arrival).count(), q.rejected};
+      if (q.deadline != std::chrono::system_clock::time_point::max()) {
+        item.remaining = std::chrono::duration<double>(q.deadline - now_system).count();
+      }
+      items.push_back(std::move(item));
+    }
+    return items;
+  }
+
+  // Answers call `id`: OK with `payload`, or an error status with `message`
+  // and optional google.rpc.Status `details` (grpc-status-details-bin).
+  // Returns False if the call is gone (already answered or shut down).
+  bool Finish(uint64_t id, int code, const std::string& message, const std::string& payload,
+              const std::string& details) {
+    Call* call = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = waiting_.find(id);
+      if (it == waiting_.end()) return false;
+      call = it->second;
+      waiting_.erase(it);
+      call->state = Call::State::kFinishing;
+    }
+    Respond(call, static_cast<grpc::StatusCode>(code), message, payload, details);
+    return true;
+  }
+
+  // Graceful stop: no new calls, calls in flight get up to `grace` seconds
+  // (Python keeps answering meanwhile), then the rest are cancelled.
+  void Shutdown(double grace) {
+    std::lock_guard<std::mutex> stop_lock(lifecycle_mu_);
+    if (!server_ || stopped_) return;
+    if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+    const auto deadline =
+        std::chrono::system_clock::now() +
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::duration<double>(grace > 0 ? grace : 0));
+    {
+      py::gil_scoped_release release;
+      server_->Shutdown(deadline);  // returns when calls are done or cancelled
+      std::vector<Call*> left;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        closed_ = true;
+        for (auto& [id, call] : waiting_) {
+          call->state = Call::State::kFinishing;
+          left.push_back(call);
+        }
+        waiting_.clear();
+      }
+      cv_.notify_all();
+      for (Call* call : left) {
+        Respond(call, grpc::StatusCode::UNAVAILABLE, "server is shutting down", "", "");
+      }
+      cq_->Shutdown();
+      if (poller_.joinable()) poller_.join();
+    }
+    stopped_ = true;
+  }
+
+  int InFlight() const { return in_flight_.load(); }
+
+  size_t QueueLength() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+  }
+
+ private:
+  struct Queued {
+    uint64_t id;
+    int method;
+    std::string payload;
+    Steady::time_point arrival;
+    std::chrono::system_clock::time_point deadline;
+    int rejected;
+  };
+
+  void Arm(int method) {
+    auto* call = new Call(this, method);
+    switch (method) {
+      case 0:
+        service_.RequestRecommend(&call->context, &call->request, &call->responder, cq_.get(),
+                                  cq_.get(), call);
+        break;
+      case 1:
+        service_.RequestRecommendBatch(&call->context, &call->request, &call->responder,
+                                       cq_.get(), cq_.get(), call);
+        break;
+      default:
+        service_.RequestGetModelInfo(&call->context, &call->request, &call->responder,
+                                     cq_.get(), cq_.get(), call);
+    }
+  }
+
+  void Poll() {
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_->Next(&tag, &ok)) {
+      auto* call = static_cast<Call*>(tag);
+      if (call->state == Call::State::kRequested) {
+        if (!ok) {  // the server is shutting down: no new call here
+          delete call;
+          continue;
+        }
+        Arm(call->method);
+        Accept(call);
+      } else {  // kFinishing: the response went out (or the call was cancelled)
+        in_flight_.fetch_sub(1);
+        delete call;
+      }
+    }
+  }
+
+  void Accept(Call* call) {
+    call->arrival = Steady::now();
+    in_flight_.fetch_add(1);
+    int rejected = -1;
+    const char* message = nullptr;
+    if (!expected_auth_.empty() && !Authorized(call->context)) {
+      rejected = grpc::StatusCode::UNAUTHENTICATED;
+      message = kAuthMessage;
+    } else if (in_flight_.load() > max_concurrent_) {
+      rejected = grpc::StatusCode::RESOURCE_EXHAUSTED;
+      message = kOverloadMessage;
+    }
+    Queued q{0, call->method, "", call->arrival, call->context.deadline(), rejected};
+    if (rejected >= 0) {
+      call->state = Call::State::kFinishing;
+      Respond(call, static_cast<grpc::StatusCode>(rejected), message, "", "");
+    } else {
+      q.payload = ToString(call->request);
+      call->request.Clear();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rejected < 0) {
+        if (closed_) {
+          call->state = Call::State::kFinishing;
+        } else {
+          q.id = ++next_id_;
+          call->id = q.id;
+          call->state = Call::State::kWaiting;
+          waiting_.emplace(q.id, call);
+        }
+      }
+      if (!closed_) queue_.push_back(std::move(q));
+    }
+    if (rejected < 0 && call->state == Call::State::kFinishing) {
+      Respond(call, grpc::StatusCode::UNAVAILABLE, "server is shutting down", "", "");
+      return;
+    }
+    cv_.notify_one();
+  }
+
+  bool Authorized(const grpc::ServerContext& context) const {
+    const auto& metadata = context.client_metadata();
+    auto range = metadata.equal_range("authorization");
+    for (auto it = range.first; it != range.second; ++it) {
+      if (std::string(it->second.data(), it->second.size()) == expected_auth_) return true;
+    }
+    return false;
+  }
+
+  static void Respond(Call* call, grpc::StatusCode code, const std::string& message,
+                      const std::string& payload, const std::string& details) {
+    if (code == grpc::StatusCode::OK) {
+      grpc::Slice slice(payload);
+      grpc::ByteBuffer buffer(&slice, 1);
+      call->responder.Finish(buffer, grpc::Status::OK, call);
+    } else {
+      call->responder.FinishWithError(grpc::Status(code, message, details), call);
+    }
+  }
+
+  const std::string address_;
+  const int max_concurrent_;
+  const std::string expected_auth_;
+  const std::string tls_key_;
+  const std::string tls_cert_;
+  const bool reuse_port_;
+
+  RawService service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread poller_;
+  std::mutex lifecycle_mu_;
+  bool stopped_ = false;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Queued> queue_;
+  std::unordered_map<uint64_t, Call*> waiting_;
+  uint64_t next_id_ = 0;
+  bool closed_ = false;
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_native_frontend, m) {
+  m.doc() = "Native gRPC front end of sasrec.v1.Recommender (see serving/native/frontend.cc).";
+  py::class_<Frontend>(m, "Frontend")
+      .def(py::init<std::string, int, std::string, std::string, std::string, bool>(),
+           py::arg("address"), py::arg("max_concurrent"), py::arg("auth_token") = "",
+           py::arg("tls_key") = "", py::arg("tls_cert") = "", py::arg("reuse_port") = false)
+      .def("start", &Frontend::Start, py::call_guard<py::gil_scoped_release>())
+      .def("set_serving", &Frontend::SetServing, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "next_batch",
+          [](Frontend& self, int max_items, double timeout) -> py::object {
+            std::optional<std::vector<Item>> items;
+            {
+              py::gil_scoped_release release;
+              items = self.NextBatch(max_items, timeout);
+            }
+            if (!items) return py::none();
+            py::list out(items->size());
+            for (size_t i = 0; i < items->size(); ++i) {
+              Item& it = (*items)[i];
+              py::object remaining = it.remaining ? py::object(py::float_(*it.remaining))
+                                                  : py::object(py::none());
+              out[i] = py::make_tuple(it.id, it.method, py::bytes(it.payload), remaining, it.age,
+                                      it.rejected);
+            }
+            return out;
+          },
+          py::arg("max_items"), py::arg("timeout"))
+      .def(
+          "finish",
+          [](Frontend& self, uint64_t id, int code, const std::string& message,
+             const py::bytes& payload, const py::bytes& details) {
+            std::string body = payload;
+            std::string extra = details;
+            py::gil_scoped_release release;
+            return self.Finish(id, code, message, body, extra);
+          },
+          py::arg("call_id"), py::arg("code"), py::arg("message"), py::arg("payload"),
+          py::arg("details"))
+      .def("shutdown", &Frontend::Shutdown, py::arg("grace"))
+      .def_property_readonly("in_flight", &Frontend::InFlight)
+      .def_property_readonly("queued", &Frontend::QueueLength);
+  m.attr("METHODS") = py::make_tuple("Recommend", "RecommendBatch", "GetModelInfo");
+}
