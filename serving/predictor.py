@@ -329,8 +329,12 @@ class Predictor:
         The compiled function trims the columns that are padding in every row,
         so one long history makes the whole batch pay for its width (attention
         grows with the square of it). When many rows are much shorter than the
-        longest, they go in a separate, narrower call.
+        longest, they go in a separate, narrower call. The NumPy engine splits
+        only its encoder that way (:meth:`_run_numpy`) and scores the whole
+        batch against the item table in one product.
         """
+        if self._fast is not None:
+            return self._score_group(rows)
         groups = split_by_length([len(p.history_ids) for p in rows], self.max_len)
         if len(groups) == 1:
             return self._score_group(rows)
@@ -351,7 +355,19 @@ class Predictor:
         fast = self._fast
         width = max(1, max(p.history_ids.size for p in rows))
         histories = pad_left([p.history_ids for p in rows], width)
-        hidden, weights = fast.encode_last(histories)
+        groups = split_by_length([p.history_ids.size for p in rows], self.max_len)
+        if len(groups) == 1:
+            hidden, weights = fast.encode_last(histories)
+        else:
+            # Short rows skip the long rows' padding; the (B, N) scoring
+            # product and the top-k run once for the whole batch.
+            hidden = np.empty((len(rows), fast.hidden_dim), dtype=np.float32)
+            weights = np.zeros(histories.shape, dtype=np.float32)
+            for group in groups:
+                cols = max(1, max(rows[i].history_ids.size for i in group))
+                hidden[group], weights[group, width - cols :] = fast.encode_last(
+                    histories[group, width - cols :]
+                )
         ids, scores = fast.top_k(
             histories,
             max(p.k for p in rows),
