@@ -369,7 +369,7 @@ def run_training(
     from sasrec.models import SASRec
     from sasrec.pipelines.dataset import make_training_dataset
     from sasrec.pipelines.windows import training_windows
-    from sasrec.runtime import configure_threads
+    from sasrec.runtime import configure_threads, keep_freed_memory
     from sasrec.validation_callback import ValidationCallback
 
     # -- config
@@ -377,6 +377,7 @@ def run_training(
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; it must be a directory (or not exist yet)")
     configure_threads()
+    keep_freed_memory()
     keras.utils.set_random_seed(train.seed)
     started = time.time()
 

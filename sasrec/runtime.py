@@ -57,3 +57,38 @@ def limit_blas_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory() -> bool:
+    """Keeps freed heap memory mapped for reuse, so XLA's steps stop page-faulting.
+
+    XLA runs each compiled train step in one temporary buffer: 42 MB for a
+    batch of 128 histories of width 50 at d=50. glibc serves a block that
+    large with a fresh ``mmap`` and unmaps it on ``free`` (its mmap
+    threshold stops adapting at 32 MB), so every step faulted all of it in
+    again: 10,658 page faults per step, 85 ms instead of 58-65 ms per step on
+    our VM. ``mallopt(M_MMAP_MAX, 0)`` serves large blocks from the heap and
+    a 1 GiB ``M_TRIM_THRESHOLD`` keeps freed heap for the next step. The
+    process's resident memory then stays near its peak: meant for training
+    jobs, not for long-lived servers. ``SASREC_KEEP_FREED_MEMORY=0`` opts out.
+
+    Returns:
+        True if the settings were applied (glibc only; a no-op elsewhere).
+    """
+    if os.environ.get("SASREC_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))

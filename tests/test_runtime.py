@@ -1,0 +1,58 @@
+"""Process-wide runtime settings (sasrec.runtime)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sasrec.runtime import keep_freed_memory
+
+# A block far above glibc's largest mmap threshold (32 MB), like XLA's step buffer.
+_PROBE = """
+import ctypes, resource
+from sasrec.runtime import keep_freed_memory
+applied = keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 48 << 20
+
+def use_block():  # what XLA does with its step buffer: allocate, write, free
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
+
+use_block()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    use_block()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _probe(env_value: str) -> tuple[bool, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        env={"SASREC_KEEP_FREED_MEMORY": env_value, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_keep_freed_memory_stops_refaulting_large_blocks() -> None:
+    applied, faults = _probe("1")
+    off, faults_off = _probe("0")
+    assert applied and not off
+    # 5 x 48 MB = 61,440 pages: mapped afresh each time without the setting.
+    assert faults_off > 50_000
+    assert faults < 1_000
+
+
+def test_keep_freed_memory_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASREC_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
