@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,6 @@ class _Job:
     started: float
     prepared: list[Any]
     batch: bool
-    answers: list[Any] = field(default_factory=list)
 
 
 class NativeFrontend:

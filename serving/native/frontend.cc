@@ -402,5 +402,4 @@ PYBIND11_MODULE(_native_frontend, m) {
       .def("shutdown", &Frontend::Shutdown, py::arg("grace"))
       .def_property_readonly("in_flight", &Frontend::InFlight)
       .def_property_readonly("queued", &Frontend::QueueLength);
-  m.attr("METHODS") = py::make_tuple("Recommend", "RecommendBatch", "GetModelInfo");
 }
