@@ -121,6 +121,8 @@ def main() -> None:
         "best_epoch": metrics["best_validation"]["epoch"],
         "first_epoch_s": epochs[0],
         "median_epoch_s": round(median, 3),
+        # Every epoch, so a run's slow phases show next to its median.
+        "epoch_s": epochs,
         "sequences_per_s": round(windows / median, 1),
         "total_s": round(time.time() - started, 1),
         "fit_s": training["fit_seconds"],
