@@ -46,6 +46,7 @@ class EdgeTimer(epoch_timer.EpochTimer):
 
 
 if __name__ == "__main__":
+    # run_training imports EpochTimer when it runs, so it picks this one up.
     epoch_timer.EpochTimer = EdgeTimer
     games = Path(__file__).with_name("bench_games.py")
     sys.argv = [str(games), *sys.argv[1:]]
