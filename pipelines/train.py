@@ -367,6 +367,7 @@ def run_training(
     from sasrec.artifact import publish_version, save_model_dir
     from sasrec.epoch_timer import EpochTimer
     from sasrec.models import SASRec
+    from sasrec.optimizers import FusedAdam
     from sasrec.pipelines.dataset import make_training_dataset
     from sasrec.pipelines.windows import training_windows
     from sasrec.runtime import configure_threads, keep_freed_memory
@@ -414,7 +415,9 @@ def run_training(
     # XLA fuses the many small ops of a SASRec step (measured 1.7x faster on
     # CPU); the full softmax has a data-dependent shape and cannot use it.
     model.compile(
-        optimizer=keras.optimizers.Adam(
+        # Adam's arithmetic, with the ~35 small variables updated in one pass
+        # instead of ~100 tiny kernels per step (docs/benchmarks.md, session 7).
+        optimizer=FusedAdam(
             learning_rate=train.learning_rate, beta_2=train.beta_2, epsilon=train.adam_epsilon
         ),
         jit_compile=config.loss != "softmax",
