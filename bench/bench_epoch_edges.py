@@ -40,7 +40,8 @@ class EdgeTimer(epoch_timer.EpochTimer):
         print(
             f"epoch {epoch + 1}: {self.seconds[-1]:.3f} s, {len(ends)} calls, "
             f"first call {ends[0] - self._start:.3f} s, other calls median "
-            f"{statistics.median(steady):.3f} s, tail {time.perf_counter() - ends[-1]:.3f} s",
+            f"{statistics.median(steady):.3f} s (slowest {max(steady):.3f} s), "
+            f"tail {time.perf_counter() - ends[-1]:.3f} s",
             flush=True,
         )
 
