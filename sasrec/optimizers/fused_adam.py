@@ -58,11 +58,10 @@ class FusedAdam(keras.optimizers.Adam):
         fuse_below: int = 65_536,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("amsgrad"):
+        if kwargs.pop("amsgrad", False):
             raise ValueError("FusedAdam does not support amsgrad=True; use keras.optimizers.Adam")
         if isinstance(fuse_below, bool) or not isinstance(fuse_below, int) or fuse_below < 0:
             raise ValueError(f"fuse_below must be an int >= 0, received {fuse_below!r}")
-        kwargs.pop("amsgrad", None)
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -78,7 +77,7 @@ class FusedAdam(keras.optimizers.Adam):
             return
         # Skip Adam.build: the fused variables get no per-variable slots.
         keras.optimizers.Optimizer.build(self, var_list)
-        self._fused_index: list[int] = []
+        # Variable index -> (offset, size) in the flat vector, in variable order.
         self._fused_offsets: dict[int, tuple[int, int]] = {}
         self._momentums: list[Any] = []
         self._velocities: list[Any] = []
@@ -86,7 +85,6 @@ class FusedAdam(keras.optimizers.Adam):
         for i, variable in enumerate(var_list):
             size = math.prod(variable.shape)
             if size < self.fuse_below:
-                self._fused_index.append(i)
                 self._fused_offsets[i] = (total, size)
                 total += size
                 self._momentums.append(None)
@@ -118,23 +116,23 @@ class FusedAdam(keras.optimizers.Adam):
 
     def _fused_update(self, fused: dict[int, tuple[Any, Any]], learning_rate: Any) -> None:
         dtype = self._fused_momentum.dtype
-        pieces = []
-        for index in self._fused_index:
-            offset, size = self._fused_offsets[index]
-            if index in fused:
-                pieces.append(ops.reshape(ops.cast(fused[index][0], dtype), (size,)))
-            else:
-                pieces.append(ops.zeros((size,), dtype))
-        g = ops.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        g = ops.concatenate(
+            [
+                ops.reshape(ops.cast(fused[index][0], dtype), (size,))
+                if index in fused
+                else ops.zeros((size,), dtype)
+                for index, (_, size) in self._fused_offsets.items()
+            ]
+        )
         m, v = self._fused_momentum, self._fused_velocity
         new_m = m + (g - m) * (1 - self.beta_1)
         new_v = v + (ops.square(g) - v) * (1 - self.beta_2)
-        if len(fused) < len(self._fused_index):
+        if len(fused) < len(self._fused_offsets):
             # Keras skips a variable without a gradient: keep its moments.
             present = ops.concatenate(
                 [
-                    ops.full((self._fused_offsets[i][1],), i in fused, "bool")
-                    for i in self._fused_index
+                    ops.full((size,), i in fused, "bool")
+                    for i, (_, size) in self._fused_offsets.items()
                 ]
             )
             new_m = ops.where(present, new_m, m)
