@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--steps-per-execution", type=int, default=16)
+    p.add_argument("--chunk-batches", type=int, default=None, help="default: TrainOptions'")
     p.add_argument("--adam-epsilon", type=float, default=1e-7)
     p.add_argument("--loss-normalization", choices=["epoch", "batch"], default="epoch")
     p.add_argument("--out", help="model root (default: a temporary directory)")
@@ -91,6 +92,7 @@ def main() -> None:
         steps_per_execution=args.steps_per_execution,
         adam_epsilon=args.adam_epsilon,
         loss_normalization=args.loss_normalization,
+        **({} if args.chunk_batches is None else {"chunk_batches": args.chunk_batches}),
     )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,6 +117,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "adam_epsilon": args.adam_epsilon,
         "loss_normalization": args.loss_normalization,
+        "chunk_batches": train.chunk_batches,
         "eval_every": args.eval_every,
         "patience": args.patience,
         "epochs_run": len(epochs),

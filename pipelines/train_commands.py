@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sasrec.config import LOSSES, POSITION_EMBEDDINGS
-from sasrec.pipelines.train import LOSS_NORMALIZATIONS
+from sasrec.pipelines.train import LOSS_NORMALIZATIONS, TrainOptions
 
 
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def data_options_from_args(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sasrec.pipelines.train import TrainOptions, run_training
+    from sasrec.pipelines.train import run_training
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, received {args.batch_size}")
@@ -123,6 +123,7 @@ def _train(args: argparse.Namespace) -> int:
         sampled_eval=not args.no_sampled,
         exclude_seen_negatives=args.negatives == "unseen",
         bucket_multiple=args.bucket_multiple or None,
+        chunk_batches=args.chunk_batches,
         steps_per_execution=args.steps_per_execution,
         loss_normalization=args.loss_normalization,
     )
@@ -209,6 +210,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         help="batch widths in multiples of N (0: geometric widths, best for long runs)",
+    )
+    t.add_argument(
+        "--chunk-batches",
+        type=int,
+        default=TrainOptions.chunk_batches,
+        help="sort windows by length within chunks of N batches (larger: less padding)",
     )
     t.add_argument(
         "--steps-per-execution",

@@ -70,6 +70,18 @@ def test_plan_epoch_buckets_by_length_and_covers_every_row_once():
     assert spread <= 6, spread
 
 
+def test_plan_epoch_chunk_spanning_the_epoch_gives_disjoint_length_ranges():
+    lengths = np.random.default_rng(1).integers(1, 51, 1000)
+    plan = plan_epoch(lengths, 25, np.random.default_rng(3), chunk_batches=40)
+    # One chunk holds the whole epoch: batches are consecutive runs of one
+    # length-sorted order, so their [min, max] ranges overlap at most at ends.
+    ranges = sorted((int(lengths[b].min()), int(lengths[b].max())) for b in plan)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:])), ranges
+    small = plan_epoch(lengths, 25, np.random.default_rng(3), chunk_batches=1)
+    # A chunk of one batch is plain shuffling: batches span most lengths.
+    assert np.median([np.ptp(lengths[b]) for b in small]) > 30
+
+
 def test_epoch_batches_trim_to_rounded_longest_row():
     inputs = np.array(
         [[0, 0, 0, 0, 0, 1, 2, 3], [0, 0, 0, 0, 0, 0, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2]]

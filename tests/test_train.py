@@ -239,6 +239,12 @@ def test_resume_after_kill_continues_from_checkpoint(tmp_path: Path) -> None:
     assert [r["epoch"] for r in records][:done_epochs] == list(range(1, done_epochs + 1))
 
 
+def test_chunk_batches_option_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"chunk_batches must be an int >= 1, received chunk_b"):
+        TrainOptions(chunk_batches=0)
+    assert TrainOptions(chunk_batches=4).chunk_batches == 4
+
+
 def test_bucket_multiple_option_is_validated() -> None:
     from sasrec.pipelines.dataset import bucket_widths
 
