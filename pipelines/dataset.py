@@ -402,4 +402,11 @@ def make_training_dataset(
 
     dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch).map(unpack)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(prefetch)
+    options = tf.data.Options()
+    # Nothing here is tunable (the prefetch depth is fixed), and the autotune
+    # thread of an epoch's iterator made the next epoch wait for its exit:
+    # 22-40 s at the start of epoch 2 in about half of the Games runs, with
+    # the main thread blocked in the old iterator's destructor (gdb,
+    # docs/benchmarks.md session 9).
+    options.autotune.enabled = False
+    return dataset.prefetch(prefetch).with_options(options)

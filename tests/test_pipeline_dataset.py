@@ -124,6 +124,8 @@ def test_dataset_contract_shapes_dtypes_and_widths():
     ds8 = make_training_dataset(inputs, positives, num_items=40, batch_size=32, num_negatives=3,
                                 seed=11, bucket_multiple=8)  # fmt: skip
     assert {b["item_ids"].shape[1] for b in ds8.as_numpy_iterator()} <= {8, 16, 20}
+    # No tf.data autotune thread: its exit stalled the next epoch's start.
+    assert ds.options().autotune.enabled is False
 
 
 def test_dataset_is_deterministic_per_seed_and_varies_per_epoch():
