@@ -405,7 +405,7 @@ def make_training_dataset(
     options = tf.data.Options()
     # Nothing here is tunable (the prefetch depth is fixed), and the autotune
     # thread of an epoch's iterator made the next epoch wait for its exit:
-    # 22-40 s at the start of epoch 2 in about half of the Games runs, with
+    # 16-41 s at the start of epoch 2 in about half of the Games runs, with
     # the main thread blocked in the old iterator's destructor (gdb,
     # docs/benchmarks.md session 9).
     options.autotune.enabled = False
