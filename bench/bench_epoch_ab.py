@@ -57,8 +57,8 @@ def main() -> int:
         )  # fmt: skip
         real = total = 0
         for batch in epoch_batches(
-            inputs, positives, num_items, 128, 1, np.random.default_rng(0), chunk_batches=chunk
-        ):
+            inputs, positives, num_items, 128, 0, np.random.default_rng(0), chunk_batches=chunk
+        ):  # no negatives: only the widths are counted
             real += int((batch["positives"] != 0).sum())
             total += batch["positives"].size
         print(f"plan {name}: chunk_batches={chunk}, real positions {real / total:.3f}")

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 
 _MAX_REDRAWS = 64
+# Batches per length-sorting chunk (step 1 of the module docstring).
+CHUNK_BATCHES = 256
 
 
 def sample_negatives(
@@ -102,7 +104,7 @@ def plan_epoch(
     lengths: np.ndarray,
     batch_size: int,
     rng: np.random.Generator | None,
-    chunk_batches: int = 256,
+    chunk_batches: int = CHUNK_BATCHES,
     drop_remainder: bool = False,
 ) -> list[np.ndarray]:
     """Row indices of every batch of one epoch, length-bucketed.
@@ -181,7 +183,7 @@ def epoch_batches(
     rng: np.random.Generator,
     shuffle: bool = True,
     bucket_multiple: int | None = None,
-    chunk_batches: int = 256,
+    chunk_batches: int = CHUNK_BATCHES,
     drop_remainder: bool = False,
     lengths: np.ndarray | None = None,
     negatives_per_sequence: bool = False,
@@ -245,7 +247,7 @@ def make_training_dataset(
     seed: int,
     shuffle: bool = True,
     bucket_multiple: int | None = None,
-    chunk_batches: int = 256,
+    chunk_batches: int = CHUNK_BATCHES,
     drop_remainder: bool = False,
     prefetch: int = 4,
     negatives_per_sequence: bool = False,

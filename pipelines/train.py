@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sasrec.config import SASRecConfig
+from sasrec.pipelines.dataset import CHUNK_BATCHES
 
 DATA_SYNTHETIC = "synthetic"
 LOSS_NORMALIZATIONS = ("epoch", "batch")
@@ -137,7 +138,7 @@ class TrainOptions:
     bootstrap: int = 1000
     exclude_seen_negatives: bool = True
     bucket_multiple: int | None = None
-    chunk_batches: int = 256
+    chunk_batches: int = CHUNK_BATCHES
     steps_per_execution: int = 16
     loss_normalization: str = "epoch"
 
