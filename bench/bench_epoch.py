@@ -36,9 +36,9 @@ def main() -> int:
     import tensorflow as tf
 
     from sasrec.models import SASRec
-    from sasrec.pipelines.dataset import make_training_dataset
-    from sasrec.pipelines.train import DataOptions, prepare_data
-    from sasrec.pipelines.windows import training_windows
+    from sasrec.data.dataset import make_training_dataset
+    from sasrec.training.train import DataOptions, prepare_data
+    from sasrec.data.windows import training_windows
 
     prepared = prepare_data(DataOptions(path=str(DATA), preset="sasrec", min_user=1, min_item=1))
     inputs, positives = training_windows(prepared.split.train, 50)

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sasrec.epoch_timer as epoch_timer
+import sasrec.training.epoch_timer as epoch_timer
 
 
 class EdgeTimer(epoch_timer.EpochTimer):
-    """:class:`sasrec.epoch_timer.EpochTimer` that also prints the epoch's edges."""
+    """:class:`sasrec.training.epoch_timer.EpochTimer` that also prints the epoch's edges."""
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_begin(epoch, logs)

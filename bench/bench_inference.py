@@ -1,7 +1,7 @@
 """Latency of the compiled inference function (top-k over all items, exclusions in graph).
 
 Builds a SASRec with the Amazon Games catalogue size (23,715 items, max length
-50, d=50, 2 blocks) and times ``sasrec.inference.InferenceFunction`` for batch
+50, d=50, 2 blocks) and times ``sasrec.engines.inference.InferenceFunction`` for batch
 sizes 1 and 256 with real-looking histories (lengths drawn like Games: median
 6 items), k=10, history excluded. Weights are random: latency does not depend
 on them. Reports the median and p99 of per-call wall times in one run.
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     args = p.parse_args()
     configure_threads()
-    from sasrec.inference import InferenceFunction
+    from sasrec.engines.inference import InferenceFunction
     from sasrec.models import SASRec
 
     model = SASRec(

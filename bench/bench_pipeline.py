@@ -61,11 +61,11 @@ def generate(path: Path, events: int, seed: int = 0) -> None:
 
 def run_once(path: Path, max_len: int, min_user: int, min_item: int) -> dict:
     """The pipeline on one file, timed per stage (runs inside the subprocess)."""
-    from sasrec.pipelines.cleaning import prepare
-    from sasrec.pipelines.encoding import build_vocabulary, encode_sequences
-    from sasrec.pipelines.readers import load_interactions
-    from sasrec.pipelines.splitting import leave_one_out
-    from sasrec.pipelines.windows import training_windows
+    from sasrec.data.cleaning import prepare
+    from sasrec.data.encoding import build_vocabulary, encode_sequences
+    from sasrec.data.readers import load_interactions
+    from sasrec.data.splitting import leave_one_out
+    from sasrec.data.windows import training_windows
 
     times: dict[str, float] = {}
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -113,12 +113,12 @@ def dataset_epochs(epochs: int) -> dict | None:
     from sasrec.runtime import configure_threads
 
     configure_threads()
-    from sasrec.pipelines.cleaning import prepare
-    from sasrec.pipelines.dataset import make_training_dataset
-    from sasrec.pipelines.encoding import build_vocabulary, encode_sequences
-    from sasrec.pipelines.readers import load_interactions
-    from sasrec.pipelines.splitting import leave_one_out
-    from sasrec.pipelines.windows import training_windows
+    from sasrec.data.cleaning import prepare
+    from sasrec.data.dataset import make_training_dataset
+    from sasrec.data.encoding import build_vocabulary, encode_sequences
+    from sasrec.data.readers import load_interactions
+    from sasrec.data.splitting import leave_one_out
+    from sasrec.data.windows import training_windows
 
     df, report = load_interactions(video, preset="sasrec")
     df, _ = prepare(df, report=report)

@@ -23,5 +23,14 @@ def test_every_package_folder_is_listed_in_pyproject():
                 continue
             relative = init.parent.relative_to(folder).parts
             found.add(".".join((name, *relative)))
-    assert "sasrec.optimizers" in found and "sasrec.pipelines" in found
+    assert "sasrec.optimizers" in found and "sasrec.data" in found
     assert found - listed == set(), f"package folders missing from pyproject.toml: {found - listed}"
+
+
+def test_every_package_path_spells_its_import_name():
+    # A reader goes from `sasrec.serving.server` to serving/sasrec/serving/server.py
+    # without a table: the folder of each package ends with its dotted name.
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for name, path in tool["package-dir"].items():
+        assert Path(path).parts[-len(name.split(".")) :] == tuple(name.split(".")), (name, path)
+        assert (ROOT / path / "__init__.py").is_file(), path

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the native gRPC front end: serving/_native_frontend*.so, imported as
+# Build the native gRPC front end: serving/sasrec/serving/_native_frontend*.so, imported as
 # sasrec.serving._native_frontend (`sasrec serve --frontend native`).
 # Installs the Debian gRPC/protobuf C++ packages and pybind11 when missing,
 # generates the C++ stubs from protos/, recompiles only when a source is newer.
@@ -15,7 +15,7 @@ SRC="$HERE/frontend.cc"
 GEN="$HERE/build/gen"
 STEM="$GEN/sasrec/serving/v1/recommender"
 SUFFIX="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
-LIB="$REPO/serving/_native_frontend$SUFFIX"
+LIB="$REPO/serving/sasrec/serving/_native_frontend$SUFFIX"
 
 ensure_grpc_cpp
 "$PY" -c "import pybind11" 2>/dev/null || "$PY" -m pip install --quiet "pybind11>=2.12"

@@ -1,0 +1,653 @@
+"""Reading interaction logs into a canonical frame (see ``sasrec.data.columns``).
+
+Entry point for the orchestrator::
+
+    df, report = load_interactions("u.data", preset="ml-100k")
+    df, report = load_interactions("log.csv", user="uid", item="sku", timestamp="ts")
+
+``load_interactions(path, preset=None, **options) -> (DataFrame, DataReport)``
+takes the options of :class:`~sasrec.data.reader_options.ReaderOptions`
+(a preset gives the defaults, keyword options override them). Delimited text
+(any delimiter, ``.gz`` too), Parquet and JSON lines are read by Arrow's
+multi-threaded readers; nothing loops in Python per event except the error
+paths, which re-scan the file to name the exact line.
+
+Rows with a missing user or item id are dropped and counted; unparseable
+timestamps are dropped and counted with the first examples (file, line, value)
+unless ``strict=True``, which raises :class:`DataError` on the first one.
+Every other problem (missing file or column, a line with the wrong number of
+fields, malformed JSON, invalid UTF-8) raises :class:`DataError` naming the
+file and the line, byte offset or column.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from sasrec.data.columns import EVENT, ITEM, RATING, TIMESTAMP, USER
+from sasrec.data.data_report import DataReport
+from sasrec.data.errors import DataError
+from sasrec.data.presets import get_preset
+from sasrec.data.reader_options import ReaderOptions
+from sasrec.data.timestamps import parse_timestamps
+
+_SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
+_SNIFF_CANDIDATES = ("\t", "::", ",", ";", "|", " ")
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+_LINE_SPLIT_DELIMITER = "\x1e"  # ASCII record separator: never inside real log lines
+_BLOCK_SIZE = 1 << 24
+
+# Maps the data row index of an Arrow table to a (label, number) location.
+Locator = Callable[[list[int]], list[tuple[str, int]]]
+
+
+def load_interactions(
+    path: str | os.PathLike, preset: str | None = None, **options: Any
+) -> tuple[pd.DataFrame, DataReport]:
+    """Reads an interaction log into a canonical frame and a report.
+
+    Args:
+        path: File to read, or a directory holding the preset's default file.
+        preset: ``ml-100k``, ``ml-1m``, ``sasrec``, ``amazon`` or ``recbole``
+            (see :mod:`sasrec.data.presets`); ``None`` starts from the
+            :class:`ReaderOptions` defaults (``user_id``, ``item_id``,
+            ``timestamp`` header columns).
+        **options: :class:`ReaderOptions` fields overriding the preset, e.g.
+            ``sep=";"``, ``user="uid"``, ``timestamp=None``, ``strict=True``.
+
+    Returns:
+        ``(df, report)``: the canonical frame in file order and a
+        :class:`DataReport` whose ``read`` section counts what was dropped.
+
+    Raises:
+        DataError: Bad input; the message names the file and line or column.
+        ValueError: Unknown preset or option.
+    """
+    base = get_preset(preset) if preset else ReaderOptions()
+    opts = base.replace(**options) if options else base
+    df, info = read_interactions(path, opts)
+    report = DataReport(source={"path": info["file"], "preset": preset, "format": info["format"]})
+    report.read = info
+    return df, report
+
+
+def read_interactions(
+    path: str | os.PathLike, options: ReaderOptions | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Reads one file with explicit options; see :func:`load_interactions`.
+
+    Returns:
+        ``(df, info)`` where ``info`` is a JSON-serialisable dict: ``file``,
+        ``format``, ``rows``, ``missing_ids``, ``bad_timestamps``,
+        ``bad_timestamp_examples`` (dicts with ``file``, ``line`` or ``row``,
+        ``value``), ``timestamp_unit`` and ``columns``.
+    """
+    opts = options or ReaderOptions()
+    file = _resolve_path(Path(path), opts)
+    fmt = _detect_format(file, opts)
+    if fmt == "parquet":
+        table, columns, locate, extra = _read_parquet(file, opts)
+    elif fmt == "json":
+        table, columns, locate, extra = _read_json(file, opts)
+    else:
+        table, columns, locate, extra = _read_delimited(file, opts)
+    df, info = _to_frame(table, file, opts, columns, locate)
+    info = {"file": str(file), "format": fmt, **extra, **info}
+    return df, info
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _resolve_path(path: Path, opts: ReaderOptions) -> Path:
+    if path.is_dir():
+        if not opts.default_file:
+            raise DataError("is a directory; give the file to read", path=path)
+        path = path / opts.default_file
+    if not path.exists():
+        raise DataError("no such file", path=path)
+    if not path.is_file():
+        raise DataError("not a regular file", path=path)
+    if path.stat().st_size == 0:
+        raise DataError("file is empty", path=path)
+    return path
+
+
+def _base_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _detect_format(path: Path, opts: ReaderOptions) -> str:
+    if opts.format != "auto":
+        return opts.format
+    suffix = _base_suffix(path)
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        return "json"
+    return "csv"
+
+
+def _open(path: Path) -> pa.NativeFile:
+    return pa.input_stream(str(path), compression="detect")
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """Yields ``(line_number, byte_offset, raw_line_without_newline)``."""
+    with _open(path) as stream:
+        number, offset, rest = 0, 0, b""
+        while True:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            for raw in parts:
+                number += 1
+                yield number, offset, raw
+                offset += len(raw) + 1
+        if rest:
+            yield number + 1, offset, rest
+
+
+def _head_lines(path: Path, count: int, encoding: str) -> list[str]:
+    """The first ``count`` non-empty lines (decoded, BOM stripped)."""
+    lines: list[str] = []
+    for number, offset, raw in _iter_lines(path):
+        if not raw.strip(b"\r"):
+            continue
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            lines.append(raw.rstrip(b"\r").decode(encoding))
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, number, offset, raw, err, encoding) from None
+        if len(lines) >= count:
+            break
+    return lines
+
+
+def _decode_error(
+    path: Path, number: int, offset: int, raw: bytes, err: UnicodeDecodeError, encoding: str
+) -> DataError:
+    bad = raw[err.start : err.start + 1]
+    return DataError(
+        f"invalid {encoding} byte 0x{bad.hex()} at byte offset {offset + err.start} "
+        f"(column {err.start + 1} of the line); pass encoding=... if the file is not {encoding}",
+        path=path,
+        line=number,
+    )
+
+
+def _data_line_locator(path: Path, skip_rows: int) -> Locator:
+    """Data row ``k`` is the ``k + skip_rows``-th non-empty physical line."""
+
+    def locate(rows: list[int]) -> list[tuple[str, int]]:
+        wanted = sorted({r + skip_rows for r in rows})
+        found: dict[int, int] = {}
+        index = -1
+        pos = 0
+        for number, _, raw in _iter_lines(path):
+            if not raw.strip(b"\r"):
+                continue
+            index += 1
+            while pos < len(wanted) and wanted[pos] == index:
+                found[index] = number
+                pos += 1
+            if pos == len(wanted):
+                break
+        return [("line", found.get(r + skip_rows, -1)) for r in rows]
+
+    return locate
+
+
+def _row_locator(rows: list[int]) -> list[tuple[str, int]]:
+    return [("row", r + 1) for r in rows]
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def _resolve_columns(
+    path: Path, opts: ReaderOptions, names: list[str], positional: bool
+) -> dict[str, str]:
+    """Canonical name -> name in the file; raises for a missing required column."""
+    lookup = {n: n for n in names}
+    if opts.strip_type_suffix:
+        for name in names:
+            lookup.setdefault(name.split(":", 1)[0], name)
+    resolved: dict[str, str] = {}
+    for canonical, ref in opts.columns().items():
+        if isinstance(ref, int):
+            actual = names[ref] if ref < len(names) else None
+        elif positional:
+            raise DataError(
+                f"the file has no header, so the {canonical} column must be given by "
+                f"position (0-based), received {ref!r}",
+                path=path,
+            )
+        else:
+            actual = lookup.get(ref)
+        if actual is None:
+            optional = canonical in (TIMESTAMP, EVENT, RATING) and opts.optional_columns
+            if optional:
+                continue
+            shown = (
+                f"{len(names)} field(s) (positions 0..{len(names) - 1})"
+                if positional
+                else ", ".join(repr(n) for n in names)
+            )
+            raise DataError(
+                f"no {canonical} column {ref!r}; the file has columns: {shown}", path=path
+            )
+        resolved[canonical] = actual
+    return resolved
+
+
+def _rename(table: pa.Table, columns: dict[str, str]) -> pa.Table:
+    return pa.table({canonical: table.column(actual) for canonical, actual in columns.items()})
+
+
+# ----------------------------------------------------------------------------- delimited
+
+
+def _sniff_sep(path: Path, line: str) -> str:
+    for candidate in _SNIFF_CANDIDATES:
+        if candidate in line:
+            return candidate
+    raise DataError(
+        "cannot guess the field delimiter from the first line; pass sep=...",
+        path=path,
+        line=1,
+        value=line[:80],
+    )
+
+
+def _split_fields(line: str, sep: str) -> list[str]:
+    if len(sep) == 1:
+        return next(csv.reader([line], delimiter=sep))
+    return line.split(sep)
+
+
+def _scan_text_problem(path: Path, sep: str, n_fields: int, encoding: str) -> DataError | None:
+    """Finds the first undecodable or wrongly-sized line (error path only)."""
+    for number, offset, raw in _iter_lines(path):
+        line = raw.rstrip(b"\r")
+        if not line:
+            continue
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError as err:
+            return _decode_error(path, number, offset, raw, err, encoding)
+        found = len(_split_fields(text, sep))
+        if found != n_fields:
+            return DataError(
+                f"expected {n_fields} fields separated by {sep!r}, found {found}",
+                path=path,
+                line=number,
+                value=text[:200],
+            )
+    return None
+
+
+def _read_delimited(
+    path: Path, opts: ReaderOptions
+) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
+    head = _head_lines(path, 1, opts.encoding)
+    if not head:
+        raise DataError("file has no data lines", path=path)
+    first = head[0]
+    sep = opts.sep or _SEP_BY_SUFFIX.get(_base_suffix(path)) or _sniff_sep(path, first)
+    header = opts.resolved_header()
+    fields = _split_fields(first, sep)
+    names = [f.strip() for f in fields] if header else [f"f{i}" for i in range(len(fields))]
+    columns = _resolve_columns(path, opts, names, positional=not header)
+    skip = 1 if header else 0
+    locate = _data_line_locator(path, skip)
+    extra = {"sep": sep, "header": header}
+
+    if len(sep) > 1:
+        table = _read_multichar(path, opts, sep, skip, names, columns, locate)
+        return _rename(table, columns), columns, locate, extra
+
+    id_columns = {columns[c] for c in (USER, ITEM, EVENT) if c in columns}
+    string_only = {columns[c] for c in (TIMESTAMP, RATING) if c in columns}
+    read_options = pcsv.ReadOptions(
+        skip_rows=skip,
+        column_names=names,
+        encoding=opts.encoding,
+        block_size=_BLOCK_SIZE,
+    )
+    parse_options = pcsv.ParseOptions(delimiter=sep)
+    attempts = [set(), string_only]
+    for as_string in attempts:
+        convert_options = pcsv.ConvertOptions(
+            include_columns=list(dict.fromkeys(columns.values())),
+            column_types={n: pa.string() for n in id_columns | as_string},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        try:
+            table = pcsv.read_csv(
+                _open(path) if _is_compressed(path) else str(path),
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+        except pa.ArrowInvalid as err:
+            message = str(err)
+            if "conversion error" in message and "UTF8" not in message and not as_string:
+                continue  # a bad timestamp or rating after the type-inference block
+            problem = _scan_text_problem(path, sep, len(names), opts.encoding)
+            raise problem or DataError(f"cannot read the file: {message}", path=path) from None
+        break
+    if any(pa.types.is_binary(t) for t in table.schema.types):
+        problem = _scan_text_problem(path, sep, len(names), opts.encoding)
+        raise problem or DataError("undecodable bytes in the file", path=path)
+    return _rename(table, columns), columns, locate, extra
+
+
+def _is_compressed(path: Path) -> bool:
+    return path.suffix.lower() in _COMPRESSION_SUFFIXES
+
+
+def _read_multichar(
+    path: Path,
+    opts: ReaderOptions,
+    sep: str,
+    skip: int,
+    names: list[str],
+    columns: dict[str, str],
+    locate: Locator,
+) -> pa.Table:
+    """Arrow reads whole lines, then one vectorised split on the delimiter."""
+    try:
+        lines = pcsv.read_csv(
+            _open(path) if _is_compressed(path) else str(path),
+            read_options=pcsv.ReadOptions(
+                skip_rows=skip,
+                column_names=["line"],
+                encoding=opts.encoding,
+                block_size=_BLOCK_SIZE,
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=_LINE_SPLIT_DELIMITER, quote_char=False, escape_char=False
+            ),
+            convert_options=pcsv.ConvertOptions(column_types={"line": pa.string()}),
+        ).column("line")
+    except pa.ArrowInvalid as err:
+        problem = _scan_text_problem(path, sep, len(names), opts.encoding)
+        raise problem or DataError(f"cannot read the file: {err}", path=path) from None
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    parts = pc.split_pattern(lines, pattern=sep)
+    sizes = np.asarray(pc.list_value_length(parts).to_numpy(zero_copy_only=False))
+    wrong = np.flatnonzero(sizes != len(names))
+    if wrong.size:
+        row = int(wrong[0])
+        ((_, line),) = locate([row])
+        raise DataError(
+            f"expected {len(names)} fields separated by {sep!r}, found {int(sizes[row])}",
+            path=path,
+            line=line,
+            value=str(lines[row].as_py())[:200],
+        )
+    position = {name: i for i, name in enumerate(names)}
+    wanted = dict.fromkeys(columns.values())
+    return pa.table({n: pc.list_element(parts, position[n]) for n in wanted})
+
+
+# ----------------------------------------------------------------------------- parquet, json
+
+
+def _read_parquet(
+    path: Path, opts: ReaderOptions
+) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"not a readable Parquet file ({err})", path=path) from None
+    columns = _resolve_columns(path, opts, list(schema.names), positional=False)
+    table = pq.read_table(path, columns=list(dict.fromkeys(columns.values())))
+    return _rename(table, columns), columns, _row_locator, {}
+
+
+def _json_type(value: object) -> pa.DataType | None:
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, str):
+        return pa.string()
+    return None
+
+
+def _first_json_object(path: Path, encoding: str) -> dict[str, Any]:
+    for number, offset, raw in _iter_lines(path):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode(encoding))
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, number, offset, raw, err, encoding) from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"malformed JSON ({err.msg})", path=path, line=number) from None
+        if not isinstance(obj, dict):
+            raise DataError("expected one JSON object per line", path=path, line=number)
+        return obj
+    raise DataError("file has no JSON lines", path=path)
+
+
+def _read_json(
+    path: Path, opts: ReaderOptions
+) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
+    first = _first_json_object(path, opts.encoding)
+    columns = _resolve_columns(path, opts, list(first), positional=False)
+    wanted = list(dict.fromkeys(columns.values()))
+    fields = []
+    for name in wanted:
+        kind = _json_type(first.get(name))
+        if kind is None:
+            return _read_json_slow(path, opts, columns)
+        fields.append(pa.field(name, kind))
+    try:
+        table = pjson.read_json(
+            _open(path) if _is_compressed(path) else str(path),
+            read_options=pjson.ReadOptions(block_size=_BLOCK_SIZE),
+            parse_options=pjson.ParseOptions(
+                explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"
+            ),
+        )
+        for column in table.columns:
+            # Arrow's JSON reader does not check UTF-8 in strings; validating does.
+            column.validate(full=True)
+    except pa.ArrowException:
+        # Types that change between lines, a malformed line or invalid UTF-8: the
+        # slow path handles the first and names the line of the others.
+        return _read_json_slow(path, opts, columns)
+    return _rename(table, columns), columns, _data_line_locator(path, 0), {}
+
+
+def _read_json_slow(
+    path: Path, opts: ReaderOptions, columns: dict[str, str]
+) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
+    """One ``json.loads`` per line: exact line numbers and mixed value types."""
+    values: dict[str, list[Any]] = {c: [] for c in columns}
+    numbers: list[int] = []
+    for number, offset, raw in _iter_lines(path):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode(opts.encoding))
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, number, offset, raw, err, opts.encoding) from None
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"malformed JSON ({err.msg} at column {err.colno})", path=path, line=number
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError("expected one JSON object per line", path=path, line=number)
+        numbers.append(number)
+        for canonical, actual in columns.items():
+            value = obj.get(actual)
+            if canonical == RATING:
+                values[canonical].append(value if isinstance(value, (int, float)) else None)
+            else:
+                values[canonical].append(None if value is None else str(value))
+    table = pa.table(
+        {
+            c: pa.array(v, type=pa.float64() if c == RATING else pa.string())
+            for c, v in values.items()
+        }
+    )
+    line_of = np.asarray(numbers, dtype=np.int64)
+
+    def locate(rows: list[int]) -> list[tuple[str, int]]:
+        return [("line", int(line_of[r])) for r in rows]
+
+    return table, columns, locate, {}
+
+
+# ----------------------------------------------------------------------------- frame
+
+
+def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    return pc.cast(column, pa.string())
+
+
+def _dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """``int32`` codes (``-1`` for null) and the string values they index.
+
+    Encoding a chunked column gives one dictionary shared by all chunks
+    (measured faster than letting the CSV reader encode per block and unifying).
+    """
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(_as_string(column))
+    elif not pa.types.is_string(column.type.value_type):
+        column = pc.dictionary_encode(pc.cast(column, pa.string()))
+    if column.num_chunks == 0:
+        return np.zeros(0, dtype=np.int32), pa.array([], pa.string())
+    first = column.chunk(0).dictionary
+    if not all(c.dictionary.equals(first) for c in column.chunks[1:]):
+        column = column.unify_dictionaries()
+        first = column.chunk(0).dictionary
+    codes = np.concatenate(
+        [
+            np.asarray(pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False), np.int32)
+            for c in column.chunks
+        ]
+    )
+    return codes, first
+
+
+def _category_series(codes: np.ndarray, values: pa.Array) -> pd.Series:
+    categories = pd.Index(values.to_pandas(), dtype="str")
+    categorical = pd.Categorical.from_codes(codes, categories=categories, validate=False)
+    return pd.Series(categorical, copy=False)
+
+
+def _empty_values(values: pa.Array) -> np.ndarray:
+    return np.asarray(pc.equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False), bool)
+
+
+def _to_frame(
+    table: pa.Table,
+    path: Path,
+    opts: ReaderOptions,
+    columns: dict[str, str],
+    locate: Locator,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    n = table.num_rows
+    # Arrow releases the GIL: unify the two id columns on two cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        encoded = list(pool.map(_dictionary_codes, [table.column(USER), table.column(ITEM)]))
+    ids = dict(zip((USER, ITEM), encoded))
+    missing = np.zeros(n, dtype=bool)
+    for codes, values in ids.values():
+        missing |= codes < 0
+        empty = _empty_values(values)
+        if empty.any():
+            missing |= empty[np.maximum(codes, 0)]
+
+    examples: list[dict[str, Any]] = []
+    if TIMESTAMP in columns:
+        seconds, bad, unit = parse_timestamps(table.column(TIMESTAMP), opts.timestamp_unit)
+        bad = bad & ~missing
+        bad_rows = np.flatnonzero(bad)
+        if bad_rows.size and (opts.strict or opts.max_examples):
+            shown = bad_rows[: 1 if opts.strict else opts.max_examples].tolist()
+            raw = table.column(TIMESTAMP)
+            for row, (label, number) in zip(shown, locate(shown)):
+                value = raw[row].as_py()
+                if opts.strict:
+                    line = number if label == "line" else None
+                    where = "" if line is not None else f" (row {number})"
+                    raise DataError(
+                        f"unparseable timestamp{where}",
+                        path=path,
+                        line=line,
+                        column=columns[TIMESTAMP],
+                        value=value,
+                    )
+                examples.append({"file": str(path), label: number, "value": value})
+    else:
+        seconds = np.arange(n, dtype=np.float64)
+        bad = np.zeros(n, dtype=bool)
+        unit = "row order"
+
+    keep = ~(missing | bad)
+    everything = bool(keep.all())
+
+    def kept(values: np.ndarray) -> np.ndarray:
+        return values if everything else values[keep]
+
+    data: dict[str, Any] = {
+        name: _category_series(kept(codes), values) for name, (codes, values) in ids.items()
+    }
+    data[TIMESTAMP] = pd.Series(kept(seconds), dtype=np.float64, copy=False)
+    if EVENT in columns:
+        codes, values = _dictionary_codes(table.column(EVENT))
+        data[EVENT] = _category_series(kept(codes), values)
+    if RATING in columns:
+        rating = table.column(RATING)
+        if pa.types.is_integer(rating.type) or pa.types.is_floating(rating.type):
+            values = pc.cast(rating, pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            values = pd.to_numeric(
+                pd.Series(_as_string(rating).to_pandas()), errors="coerce"
+            ).to_numpy(dtype=np.float64, na_value=np.nan)
+        data[RATING] = pd.Series(kept(np.asarray(values, dtype=np.float64)), copy=False)
+    df = pd.DataFrame(data, copy=False)
+    info = {
+        "rows": int(n),
+        "missing_ids": int(missing.sum()),
+        "bad_timestamps": int(bad.sum()),
+        "bad_timestamp_examples": examples,
+        "timestamp_unit": unit,
+        "columns": dict(columns),
+        "events": int(len(df)),
+    }
+    return df, info

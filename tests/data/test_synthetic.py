@@ -1,0 +1,136 @@
+"""The embedded synthetic log: realistic, deterministic, and truly sequential."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sasrec.data.cleaning import prepare
+from sasrec.cli.data_commands import register
+from sasrec.data.encoding import build_vocabulary, encode_sequences
+from sasrec.data.readers import load_interactions
+from sasrec.data.splitting import leave_one_out
+from sasrec.data.synthetic import generate_synthetic_log
+
+
+@pytest.fixture(scope="module")
+def default_log() -> pd.DataFrame:
+    return generate_synthetic_log()
+
+
+def test_default_size_ids_and_time_order(default_log):
+    log = default_log
+    assert 50_000 <= len(log) <= 100_000
+    assert log["user_id"].nunique() == 4000 and log["item_id"].nunique() <= 1000
+    assert log["item_id"].nunique() > 900
+    assert log["user_id"].str.fullmatch(r"user-\d{5}").all()
+    assert log["item_id"].str.fullmatch(r"sku-\d{6}").all()
+    assert log["timestamp"].dtype == np.int64 and log["timestamp"].is_monotonic_increasing
+    assert set(log["event"]) == {"view", "cart", "purchase"}
+    # Zipf-like popularity: the top 10% of items get far more than 10% of events.
+    counts = log["item_id"].value_counts().to_numpy()
+    assert counts[: len(counts) // 10].sum() > 0.35 * counts.sum()
+    # Repeat purchases exist.
+    bought = log[log["event"] == "purchase"]
+    assert bought.duplicated(["user_id", "item_id"]).sum() > 100
+
+
+def test_deterministic_for_a_seed():
+    a = generate_synthetic_log(num_users=200, num_items=300, seed=5)
+    b = generate_synthetic_log(num_users=200, num_items=300, seed=5)
+    c = generate_synthetic_log(num_users=200, num_items=300, seed=6)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def _hit_rates(log: pd.DataFrame) -> tuple[float, float]:
+    """HR@10 of a first-order Markov model and of popularity, leave-one-out test."""
+    df, _ = prepare(log)
+    vocab = build_vocabulary(df)
+    split = leave_one_out(encode_sequences(df, vocab))
+    n = vocab.num_items + 1
+    train = split.train
+    popularity = np.bincount(train.items, minlength=n).astype(np.float64)
+    popularity[0] = -np.inf
+    same_user = np.diff(train.user_of_event()) == 0
+    prev, nxt = train.items[:-1][same_user], train.items[1:][same_user]
+    transitions = np.zeros((n, n))
+    np.add.at(transitions, (prev, nxt), 1.0)
+    last = np.array([split.test.history(i)[-1] for i in range(len(split.test))])
+    scores = transitions[last] + 1e-6 * popularity[None, :]  # popularity breaks ties
+    scores[:, 0] = -np.inf
+    top_markov = np.argpartition(-scores, 10, axis=1)[:, :10]
+    top_pop = np.argsort(-popularity)[:10]
+    targets = split.test.targets
+    markov = float((top_markov == targets[:, None]).any(axis=1).mean())
+    pop = float(np.isin(targets, top_pop).mean())
+    return markov, pop
+
+
+def test_markov_beats_popularity_by_a_wide_margin(default_log):
+    markov, pop = _hit_rates(default_log)
+    assert markov > 0.5, markov
+    assert markov > 4 * pop, (markov, pop)
+
+
+def test_shuffled_sequences_lose_the_markov_advantage(default_log):
+    # Control: destroying the order inside every user's log removes most of the signal,
+    # so the margin above comes from sequential structure, not from popularity.
+    rng = np.random.default_rng(0)
+    shuffled = default_log.copy()
+    shuffled["timestamp"] = rng.permutation(shuffled["timestamp"].to_numpy())
+    markov_shuffled, _ = _hit_rates(shuffled)
+    markov, _ = _hit_rates(default_log)
+    assert markov_shuffled < 0.6 * markov, (markov_shuffled, markov)
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sasrec")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_synth_writes_a_csv_the_reader_loads(tmp_path, capsys):
+    out = tmp_path / "data" / "shop.csv"
+    assert _run(["data", "synth", "--out", str(out), "--users", "50", "--items", "100"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    df, report = load_interactions(out, event="event")
+    expected = generate_synthetic_log(num_users=50, num_items=100, seed=0)
+    assert df["user_id"].tolist() == expected["user_id"].tolist()
+    assert df["timestamp"].tolist() == expected["timestamp"].astype(float).tolist()
+    assert report.read["timestamp_unit"] == "s"
+    assert [p.name for p in out.parent.iterdir()] == ["shop.csv"]  # no temp files
+
+
+def test_cli_stats_prints_and_saves_the_report(tmp_path, capsys):
+    log = tmp_path / "u.data"
+    log.write_text("1\t10\t5\t100\n1\t11\t3\t101\n2\t10\t4\t102\n2\t10\t4\t102\n")
+    report = tmp_path / "stats.json"
+    code = _run(["data", "stats", "--data", str(log), "--preset", "ml-100k",
+                 "--json", str(report)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "step duplicates: removed 1 of 4 events" in out
+    assert "2 users, 2 items, 3 events" in out
+    assert report.exists()
+
+
+def test_cli_errors_are_reported_without_traceback(tmp_path, capsys):
+    from sasrec.cli import main
+
+    assert main(["data", "stats", "--data", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "sasrec data: error:" in err and "no such file" in err
+
+
+def test_cli_stats_with_column_options(tmp_path, capsys):
+    log = tmp_path / "log.txt"
+    log.write_text("a\tx\nb\ty\na\ty\n")
+    code = _run(["data", "stats", "--data", str(log), "--sep", "\\t", "--user-col", "0",
+                 "--item-col", "1", "--time-col", "none"])  # fmt: skip
+    assert code == 0
+    assert "2 users, 2 items, 3 events" in capsys.readouterr().out
