@@ -35,10 +35,10 @@ def main() -> int:
     import keras
     import tensorflow as tf
 
-    from sasrec.models import SASRec
     from sasrec.data.dataset import make_training_dataset
-    from sasrec.training.train import DataOptions, prepare_data
     from sasrec.data.windows import training_windows
+    from sasrec.models import SASRec
+    from sasrec.training.train import DataOptions, prepare_data
 
     prepared = prepare_data(DataOptions(path=str(DATA), preset="sasrec", min_user=1, min_item=1))
     inputs, positives = training_windows(prepared.split.train, 50)

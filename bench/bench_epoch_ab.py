@@ -40,11 +40,11 @@ def main() -> int:
     import keras
     import numpy as np
 
+    from sasrec.data.dataset import epoch_batches, make_training_dataset
+    from sasrec.data.windows import training_windows
     from sasrec.models import SASRec
     from sasrec.optimizers import FusedAdam
-    from sasrec.data.dataset import epoch_batches, make_training_dataset
     from sasrec.training.train import DataOptions, mean_positions_per_batch, prepare_data
-    from sasrec.data.windows import training_windows
 
     prepared = prepare_data(DataOptions(path=str(DATA), preset="sasrec", min_user=1, min_item=1))
     inputs, positives = training_windows(prepared.split.train, 50)

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sasrec.padding import pad_left
 from sasrec.data.cleaning import canonicalize
 from sasrec.data.encoding import build_vocabulary, encode_sequences
 from sasrec.data.errors import DataError
@@ -14,6 +13,7 @@ from sasrec.data.eval_set import left_pad_csr
 from sasrec.data.splitting import leave_one_out, quantile_cutoffs, temporal_split
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows, window_counts
+from sasrec.padding import pad_left
 from sasrec.vocabulary import ItemVocabulary
 
 

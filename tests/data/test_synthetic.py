@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sasrec.data.cleaning import prepare
 from sasrec.cli.data_commands import register
+from sasrec.data.cleaning import prepare
 from sasrec.data.encoding import build_vocabulary, encode_sequences
 from sasrec.data.readers import load_interactions
 from sasrec.data.splitting import leave_one_out

@@ -8,8 +8,8 @@ import pytest
 from keras import ops
 
 from sasrec.engines.inference import InferenceFunction
-from sasrec.models import SASRec
 from sasrec.engines.numpy_sasrec import NumpySASRec, _top_k_rows
+from sasrec.models import SASRec
 from sasrec.padding import pad_left
 
 CONFIGS = {

@@ -15,6 +15,8 @@ import pytest
 
 from sasrec.artifact import latest_version, load_model_dir
 from sasrec.cli import main
+from sasrec.data.windows import training_windows
+from sasrec.engines.scorer import Scorer
 from sasrec.training.train import (
     DataOptions,
     TrainOptions,
@@ -23,8 +25,6 @@ from sasrec.training.train import (
     prepare_data,
     run_training,
 )
-from sasrec.data.windows import training_windows
-from sasrec.engines.scorer import Scorer
 
 TINY_MODEL = {"hidden_dim": 16, "num_blocks": 1, "num_heads": 1, "max_len": 12, "dropout": 0.1}
 TINY_DATA = DataOptions(synthetic_users=150, synthetic_items=60, min_user=3, min_item=2)

@@ -65,8 +65,8 @@ def _separator(value: str | None) -> str | None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from sasrec.io import atomic_write_text
     from sasrec.data.synthetic import generate_synthetic_log
+    from sasrec.io import atomic_write_text
 
     log = generate_synthetic_log(num_users=args.users, num_items=args.items, seed=args.seed)
     atomic_write_text(args.out, log.to_csv(index=False))

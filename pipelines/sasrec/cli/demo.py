@@ -24,9 +24,9 @@ def _print_recommendations(title: str, history: list[str], rec: object) -> None:
 
 
 def run_demo(out: Path, epochs: int, port: int) -> int:
-    from sasrec.training.train import DataOptions, TrainOptions, run_training
     from sasrec.serving.client import RecommenderClient
     from sasrec.serving.server import start_server
+    from sasrec.training.train import DataOptions, TrainOptions, run_training
 
     started = time.perf_counter()
     print("== 1/3 train on the embedded synthetic shop log ==", flush=True)

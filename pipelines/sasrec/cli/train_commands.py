@@ -133,13 +133,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from sasrec.artifact import load_model_dir
+    from sasrec.runtime import configure_threads
     from sasrec.training.train import (
         DataOptions,
         evaluate_split,
         format_evaluation,
         prepare_data,
     )
-    from sasrec.runtime import configure_threads
 
     configure_threads()
     artifact = load_model_dir(args.model)

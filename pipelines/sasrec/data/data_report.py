@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sasrec.io import atomic_write_text
 from sasrec.data.columns import ITEM, TIMESTAMP, USER
+from sasrec.io import atomic_write_text
 
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 _QUANTILE_NAMES = ("min", "p25", "p50", "p75", "p90", "p99", "max")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sasrec.padding import PAD_ID
 from sasrec.data.user_sequences import UserSequences
+from sasrec.padding import PAD_ID
 
 
 def left_pad_csr(offsets: np.ndarray, items: np.ndarray, max_len: int) -> np.ndarray:

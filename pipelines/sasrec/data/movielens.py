@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
-from sasrec.io import staging_directory
 from sasrec.data.data_report import DataReport
 from sasrec.data.errors import DataError
+from sasrec.io import staging_directory
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 # name -> (ratings file inside the extracted folder, reader preset, SHA-256 of the zip)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sasrec.padding import PAD_ID
 from sasrec.data.user_sequences import UserSequences
+from sasrec.padding import PAD_ID
 
 _CHUNK_WINDOWS = 1 << 16
 

@@ -1,1 +1,1 @@
-"""Training orchestration: prepared data -> compiled SASRec -> ``model.fit`` -> a published version."""
+"""Training: prepared data -> compiled SASRec -> model.fit -> a published version."""

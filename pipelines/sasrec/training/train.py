@@ -255,13 +255,13 @@ def evaluate_split(
     Baselines (most popular, first-order Markov) are fitted on the same
     training sequences as the model and evaluated on the same cases.
     """
+    from sasrec.engines.scorer import Scorer
     from sasrec.evaluation import (
         MarkovRecommender,
         PopularityRecommender,
         evaluate_full_ranking,
         evaluate_sampled,
     )
-    from sasrec.engines.scorer import Scorer
 
     cases = split.test if which == "test" else split.valid
     histories = [cases.history(i) for i in range(len(cases))]
@@ -374,12 +374,12 @@ def run_training(
     import keras
 
     from sasrec.artifact import publish_version, save_model_dir
-    from sasrec.training.epoch_timer import EpochTimer
-    from sasrec.models import SASRec
-    from sasrec.optimizers import FusedAdam
     from sasrec.data.dataset import make_training_dataset
     from sasrec.data.windows import training_windows
+    from sasrec.models import SASRec
+    from sasrec.optimizers import FusedAdam
     from sasrec.runtime import configure_threads, keep_freed_memory
+    from sasrec.training.epoch_timer import EpochTimer
     from sasrec.training.validation_callback import ValidationCallback
 
     # -- config

@@ -12,9 +12,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from sasrec.engines.scorer import Scorer
 from sasrec.evaluation import evaluate_full_ranking
 from sasrec.io import atomic_write_text
-from sasrec.engines.scorer import Scorer
 
 
 class ValidationCallback(keras.callbacks.Callback):
