@@ -1,4 +1,4 @@
-"""Latency of the compiled inference function (top-k over all items, exclusions in graph).
+"""Latency of the TensorFlow engine: the compiled inference function (top-k, exclusions in graph).
 
 Builds a SASRec with the Amazon Games catalogue size (23,715 items, max length
 50, d=50, 2 blocks) and times ``sasrec.engines.inference.InferenceFunction`` for batch

@@ -11,8 +11,9 @@ Usage::
     .venv/bin/python bench/bench_pipeline.py                 # 1M, 3M, 10M events
     .venv/bin/python bench/bench_pipeline.py --sizes 1000000 --repeats 1
 
-Prints a Markdown table; results and the exact command go in
-docs/benchmarks_pipeline.md.
+Prints a Markdown table (events/s, CPU, peak memory, seconds per stage);
+the recorded results and their commands are in docs/benchmarks.md
+("Pipeline").
 """
 
 from __future__ import annotations
