@@ -40,7 +40,7 @@ class ServerOptions:
         auth_token: If set, calls need ``authorization: Bearer <token>``.
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
         engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
-            (see :mod:`sasrec.serving.predictor`).
+            (see :mod:`sasrec.engines.registry`).
         blas_threads: NumPy BLAS threads of the numpy engine (one scoring
             thread: 1 leaves the other cores to gRPC).
         reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
