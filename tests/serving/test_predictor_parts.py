@@ -6,15 +6,20 @@ these pin each part's rules with hand-computed answers.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
+from sasrec.engines.registry import create_engine
+from sasrec.models import SASRec
 from sasrec.serving.domain import Limits, RecommendationRequest
 from sasrec.serving.errors import InvalidRequestError
 from sasrec.serving.explanations import AttentionExplainer
 from sasrec.serving.popularity_fallback import PopularityFallback
+from sasrec.serving.predictor import Predictor
 from sasrec.serving.prepared_request import RequestEncoder
 from sasrec.serving.request_validation import validate_request
+from sasrec.vocabulary import ItemVocabulary
 
 ITEMS = ["a", "b", "c", "d", "e", "f"]  # indices 1..6
 NAMES = ("", *ITEMS)
@@ -91,3 +96,19 @@ def test_explanations_split_each_score_over_the_history() -> None:
     narrow = AttentionExplainer(table, NAMES, explain_top=1)
     assert [e.item_id for e in narrow.explain(history, attention, np.array([6]))[1][0]] == ["a"]
     assert explainer.explain(history, attention, np.zeros(0, np.int64))[1] == []
+
+
+def test_predictor_takes_an_engine_by_name_or_built() -> None:
+    keras.utils.set_random_seed(2)
+    model = SASRec(num_items=6, max_len=4, hidden_dim=8, num_blocks=1, dropout=0.0)
+    vocabulary = ItemVocabulary(ITEMS)
+    built = create_engine("tensorflow", model)
+    by_object = Predictor(model, vocabulary, {"max_len": 4}, engine=built)
+    by_name = Predictor(model, vocabulary, {"max_len": 4}, engine="numpy")
+    assert (by_object.engine, by_name.engine) == ("tensorflow", "numpy")
+    assert by_object.scoring_engine is built
+    request = RecommendationRequest(history=("a", "c"), k=3, explain=True)
+    ours, theirs = by_object.recommend([request])[0], by_name.recommend([request])[0]
+    assert ours.item_ids == theirs.item_ids and len(ours.items) == 3
+    assert not {"a", "c"} & set(ours.item_ids)
+    assert [e.item_id for e in ours.explanation] == [e.item_id for e in theirs.explanation]
