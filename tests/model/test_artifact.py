@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -11,11 +12,22 @@ import pytest
 from keras import ops
 
 from sasrec.artifact import (
+    POPULARITY_FILE,
     ModelArtifact,
+    counts_by_index,
+    is_older_version,
     latest_version,
+    list_versions,
     load_model_dir,
+    manifest_created_at,
+    manifest_max_len,
+    popularity_document,
     publish_version,
+    read_popularity,
     save_model_dir,
+    summary_metrics,
+    version_fingerprint,
+    version_name,
 )
 from sasrec.config import SASRecConfig
 from sasrec.models import SASRec
@@ -156,3 +168,96 @@ def test_publish_versions(trained, tmp_path):
         publish_version(a_file, build)
     with pytest.raises(ValueError, match="is a file"):
         latest_version(a_file)
+
+
+def test_versions_are_listed_highest_first_and_ordered_by_number(trained, tmp_path):
+    model, vocab = trained
+    root = tmp_path / "root"
+    for number in ("3", "12"):
+        save_model_dir(root / number, model, vocab)
+    (root / ".tmp-abc").mkdir()  # staging
+    (root / "20").mkdir()  # no manifest yet: still being written
+    (root / "notes").mkdir()
+    assert [p.name for p in list_versions(root)] == ["12", "3"]
+    assert list_versions(root / "3") == [root / "3"]  # one version directory
+    with pytest.raises(FileNotFoundError):
+        list_versions(tmp_path / "missing")
+    assert is_older_version(root / "3", root / "12")
+    assert not is_older_version(root / "12", root / "3")
+    assert not is_older_version(tmp_path / "exported", root / "12")  # not numbered: unordered
+    assert version_name(root / "12", {"version": 0}) == "12"
+    assert version_name(tmp_path / "exported", {"version": 4}) == "4"
+
+
+def test_a_republished_version_gets_a_new_fingerprint(trained, tmp_path):
+    model, vocab = trained
+    path = save_model_dir(tmp_path / "5", model, vocab)
+    before = version_fingerprint(path)
+    manifest = path / "manifest.json"
+    stat = manifest.stat()
+    os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert version_fingerprint(path)[0] == before[0] == str(path)
+    assert version_fingerprint(path) != before
+    assert version_fingerprint(tmp_path / "absent") == (str(tmp_path / "absent"), 0)
+
+
+def test_manifest_readers(saved):
+    manifest = load_model_dir(saved).manifest
+    assert manifest_max_len(manifest, model=None) == 5
+    created = manifest_created_at(manifest)
+    assert created is not None and created.tzinfo is not None
+    assert manifest_created_at({"created_at": "2026-01-02T03:04:05"}).tzinfo is not None
+    assert manifest_created_at({"created_at": "yesterday"}) is None
+
+
+def test_popularity_written_by_training_reads_back_by_index(trained, tmp_path):
+    model, vocab = trained  # items sku-1 .. sku-8
+    counts = np.array([0, 5, 0, 2, 0, 0, 9, 0, 1])
+    path = save_model_dir(
+        tmp_path / "m", model, vocab, extra_json={POPULARITY_FILE: popularity_document(counts)}
+    )
+    assert json.loads((path / "popularity.json").read_text()) == {"counts": counts.tolist()}
+    index = {raw: i + 1 for i, raw in enumerate(vocab.item_ids)}
+    read = read_popularity(path / POPULARITY_FILE)
+    np.testing.assert_array_equal(counts_by_index(read, index, 8), counts)
+    assert read_popularity(tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize(
+    ("document", "want"),
+    [
+        ({"counts": [7, 5, 0, 2, 0, 0, 9, 0, 1]}, [0, 5, 0, 2, 0, 0, 9, 0, 1]),  # c_0 ignored
+        ([5, 0, 2, 0, 0, 9, 0, 1], [0, 5, 0, 2, 0, 0, 9, 0, 1]),  # without c_0
+        ({"sku-2": 4, "sku-8": 1.5, "gone": 3}, [0, 0, 4, 0, 0, 0, 0, 0, 1.5]),
+        ({"counts": {"sku-1": 2}}, [0, 2, 0, 0, 0, 0, 0, 0, 0]),
+    ],
+)
+def test_popularity_shapes(tmp_path, document, want):
+    path = tmp_path / POPULARITY_FILE
+    path.write_text(json.dumps(document))
+    index = {f"sku-{i}": i for i in range(1, 9)}
+    np.testing.assert_array_equal(counts_by_index(read_popularity(path), index, 8), want)
+
+
+def test_malformed_popularity_names_the_file(tmp_path):
+    path = tmp_path / POPULARITY_FILE
+    for document, message in (
+        ({"sku-1": "many"}, r"popularity\.json: count of item 'sku-1' must be a number"),
+        ([1, True], r"popularity\.json: counts\[1\] must be a number"),
+        ("text", r"popularity\.json: expected a list of counts"),
+    ):
+        path.write_text(json.dumps(document))
+        with pytest.raises(ValueError, match=message):
+            read_popularity(path)
+    path.write_text("{")
+    with pytest.raises(ValueError, match=r"popularity\.json: not valid JSON"):
+        read_popularity(path)
+    with pytest.raises(ValueError, match=r"popularity\.json: expected 9 counts"):
+        counts_by_index([1.0, 2.0, 3.0], {}, 8, source=path)
+
+
+def test_summary_metrics_prefers_the_training_summary():
+    written = {"summary": {"full/sasrec/ndcg@10": 0.1}, "test": {"ndcg@10": 0.2}}
+    assert summary_metrics(written) == {"full/sasrec/ndcg@10": 0.1}
+    nested = {"full": {"ndcg@10": 0.25, "flag": True}, "note": "text", "epochs": 3}
+    assert summary_metrics(nested) == {"full/ndcg@10": 0.25, "epochs": 3.0}

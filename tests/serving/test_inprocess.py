@@ -17,15 +17,15 @@ import keras
 import numpy as np
 import pytest
 
-from sasrec.artifact import save_model_dir
+from sasrec.artifact import list_versions, save_model_dir
+from sasrec.engines import length_groups
+from sasrec.engines.length_groups import split_by_length
 from sasrec.models import SASRec
 from sasrec.padding import pad_left
-from sasrec.serving import predictor as predictor_module
 from sasrec.serving.domain import Limits, RecommendationRequest
 from sasrec.serving.errors import DeadlineExceededError, InvalidRequestError
 from sasrec.serving.micro_batcher import MicroBatcher
-from sasrec.serving.model_watcher import list_versions
-from sasrec.serving.predictor import Predictor, batch_buckets, split_by_length
+from sasrec.serving.predictor import Predictor, batch_buckets
 from sasrec.serving.recommender import Recommender
 from sasrec.vocabulary import ItemVocabulary
 
@@ -477,7 +477,7 @@ def test_length_groups_give_the_same_answers(
         for i, n in enumerate([1, 6, 2, 1, 9, 1, 3])
     ]
     single = [rec.recommend_batch([r])[0] for r in requests]
-    monkeypatch.setattr(predictor_module, "SPLIT_MIN_SAVED_POSITIONS", 1)
+    monkeypatch.setattr(length_groups, "SPLIT_MIN_SAVED_POSITIONS", 1)
     assert len(split_by_length([len(r.history) for r in requests], MAX_LEN)) == 2
     for got, want in zip(rec.recommend_batch(requests), single):
         assert got.item_ids == want.item_ids

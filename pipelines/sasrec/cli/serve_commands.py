@@ -14,6 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+# The engine registry imports neither NumPy nor TensorFlow: only names.
+from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+
 TOKEN_ENV = "SASREC_AUTH_TOKEN"
 
 
@@ -85,8 +88,8 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--engine",
-        choices=["numpy", "tensorflow"],
-        default="numpy",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
         help="scoring engine (numpy: lowest latency; tensorflow: the exported graph)",
     )
     serve.add_argument(

@@ -1,9 +1,10 @@
 """Hot reload: polls a versions root and swaps in each new highest version.
 
-``sasrec train --out DIR`` publishes ``DIR/1``, ``DIR/2``, ... atomically (see
-``docs/architecture.md``). The watcher loads and warms a new highest version on
-its own thread, then hands it over with ``on_loaded`` (the server swaps one
-reference, so calls in flight finish on the old predictor). A version that
+``sasrec train --out DIR`` publishes ``DIR/1``, ``DIR/2``, ... atomically; which
+directories are versions, and their order, is :mod:`sasrec.artifact.versions`.
+The watcher loads and warms a new highest version on its own thread, then
+hands it over with ``on_loaded`` (the server swaps one reference, so calls in
+flight finish on the old predictor). A version that
 fails to load is logged, counted and remembered, never retried in a loop,
 while the current one keeps serving.
 """
@@ -17,38 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sasrec.artifact import (
+    MANIFEST_FILE,
+    is_older_version,
+    is_version_dir,
+    list_versions,
+    version_fingerprint,
+)
+
 logger = logging.getLogger("sasrec.serving")
-
-MANIFEST = "manifest.json"
-
-
-def is_version_dir(path: Path) -> bool:
-    """A model version directory is one with a ``manifest.json`` (written last)."""
-    return (path / MANIFEST).is_file()
-
-
-def list_versions(model_dir: str | os.PathLike) -> list[Path]:
-    """Model versions under ``model_dir``, highest first.
-
-    ``model_dir`` is either one version directory (returned alone) or a root of
-    numbered version directories; staging directories (``.tmp-*``) and
-    directories without a manifest are not versions.
-    """
-    root = Path(model_dir)
-    if is_version_dir(root):
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: model directory not found")
-    versions = [p for p in root.iterdir() if p.name.isdigit() and p.is_dir() and is_version_dir(p)]
-    return sorted(versions, key=lambda p: int(p.name), reverse=True)
-
-
-def _version_key(path: Path) -> tuple[str, int]:
-    try:
-        mtime = (path / MANIFEST).stat().st_mtime_ns
-    except OSError:
-        mtime = 0
-    return (str(path), mtime)
 
 
 class ModelWatcher:
@@ -99,14 +77,14 @@ class ModelWatcher:
         versions = list_versions(self.model_dir)
         if not versions:
             raise FileNotFoundError(
-                f"{self.model_dir}: no model version (a directory with {MANIFEST})"
+                f"{self.model_dir}: no model version (a directory with {MANIFEST_FILE})"
             )
         errors = []
         for path in versions:
             predictor = self._try_load(path)
             if predictor is not None:
                 return predictor
-            errors.append(f"{path}: {self.rejected[_version_key(path)]}")
+            errors.append(f"{path}: {self.rejected[version_fingerprint(path)]}")
         raise RuntimeError("no loadable model version: " + "; ".join(errors))
 
     def poll_once(self) -> bool:
@@ -120,9 +98,9 @@ class ModelWatcher:
             if not versions or versions[0] == self.current:
                 return False
             newest = versions[0]
-            if self.current is not None and _is_older(newest, self.current):
+            if self.current is not None and is_older_version(newest, self.current):
                 return False
-            if _version_key(newest) in self.rejected:
+            if version_fingerprint(newest) in self.rejected:
                 return False
             return self._try_load(newest) is not None
 
@@ -154,7 +132,7 @@ class ModelWatcher:
         try:
             predictor = self._load(path)
         except Exception as err:
-            self.rejected[_version_key(path)] = f"{type(err).__name__}: {err}"
+            self.rejected[version_fingerprint(path)] = f"{type(err).__name__}: {err}"
             logger.error(
                 "rejected model version",
                 extra={"fields": {"path": str(path), "error": f"{type(err).__name__}: {err}"}},
@@ -172,9 +150,3 @@ class ModelWatcher:
             extra={"fields": {"path": str(path), "previous": str(previous) if previous else None}},
         )
         return predictor
-
-
-def _is_older(candidate: Path, current: Path) -> bool:
-    if candidate.name.isdigit() and current.name.isdigit():
-        return int(candidate.name) < int(current.name)
-    return False

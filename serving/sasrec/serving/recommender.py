@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
+from sasrec.engines.registry import DEFAULT_ENGINE
 from sasrec.serving.domain import (
     DEFAULT_K,
     Limits,
@@ -43,7 +44,7 @@ class Recommender:
         limits: Limits | None = None,
         max_batch_size: int = 32,
         warm_up: bool = True,
-        engine: str = "numpy",
+        engine: str = DEFAULT_ENGINE,
     ) -> Recommender:
         """Loads one version directory, or the highest loadable version of a root.
 

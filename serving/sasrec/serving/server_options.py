@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
 from sasrec.serving.domain import Limits
 
 
@@ -39,7 +40,7 @@ class ServerOptions:
         auth_token: If set, calls need ``authorization: Bearer <token>``.
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
         engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
-            (see :mod:`sasrec.serving.predictor`).
+            (see :mod:`sasrec.engines.registry`).
         blas_threads: NumPy BLAS threads of the numpy engine (one scoring
             thread: 1 leaves the other cores to gRPC).
         reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
@@ -77,7 +78,7 @@ class ServerOptions:
     tls_key: Path | None = None
     auth_token: str | None = None
     intra_op_threads: int = 0
-    engine: str = "numpy"
+    engine: str = DEFAULT_ENGINE
     blas_threads: int = 1
     reuse_port: bool = False
     frontend: str = "python"
@@ -106,8 +107,8 @@ class ServerOptions:
             (
                 "engine",
                 self.engine,
-                self.engine in ("numpy", "tensorflow"),
-                "must be numpy or tensorflow",
+                self.engine in ENGINES,
+                "must be " + " or ".join(ENGINES),
             ),
             ("blas_threads", self.blas_threads, self.blas_threads >= 1, "must be >= 1"),
             (

@@ -1,44 +1,34 @@
-"""Model directories: save, load and publish numbered versions atomically.
+"""One model version directory: save it atomically, load and check it.
 
-Layout of one version (see ``docs/architecture.md``)::
-
-    model.keras        the Keras model (loads with safe_mode=True, no optimizer)
-    config.json        SASRecConfig
-    vocabulary.json    ItemVocabulary
-    <extra>.json       optional: metrics.json, data_stats.json, history.json, ...
-    manifest.json      written last; a directory without it is not a model
-
-Every directory is built in a staging directory next to its final place and
-renamed into place, so readers never see half a model.
+The file layout is in :mod:`sasrec.artifact.layout`. Every directory is built
+in a staging directory next to its final place and renamed into place, so
+readers never see half a model.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 
-import sasrec
+from sasrec.artifact.layout import (
+    CONFIG_FILE,
+    FORMAT,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    VOCABULARY_FILE,
+    extra_file_name,
+)
+from sasrec.artifact.manifest import new_manifest
 from sasrec.config import SASRecConfig
 from sasrec.io import atomic_write_text, staging_directory
 from sasrec.models import SASRec
 from sasrec.vocabulary import ItemVocabulary
-
-FORMAT = "sasrec.model.v1"
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-VOCABULARY_FILE = "vocabulary.json"
-MANIFEST_FILE = "manifest.json"
-METRICS_FILE = "metrics.json"
-_RESERVED = {MODEL_FILE, CONFIG_FILE, VOCABULARY_FILE, MANIFEST_FILE}
-_EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -68,7 +58,7 @@ class ModelArtifact:
 
     def read_extra(self, name: str) -> Any | None:
         """Parsed optional JSON file ``name`` (``.json`` optional), None if absent."""
-        return _read_optional_json(self.path / _extra_file_name(name))
+        return _read_optional_json(self.path / extra_file_name(name))
 
 
 def save_model_dir(
@@ -104,17 +94,10 @@ def save_model_dir(
             f"vocabulary has {vocabulary.num_items} items but the model has "
             f"num_items={model.num_items}"
         )
-    extras = {_extra_file_name(name): value for name, value in (extra_json or {}).items()}
+    extras = {extra_file_name(name): value for name, value in (extra_json or {}).items()}
     config = SASRecConfig.from_dict(model.get_config())
     version = int(path.name) if path.name.isdigit() else 0
-    manifest = {
-        "format": FORMAT,
-        "version": version,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "sasrec_version": sasrec.__version__,
-        "num_items": model.num_items,
-        "max_len": model.max_len,
-    }
+    manifest = new_manifest(version, model.num_items, model.max_len)
     with staging_directory(path.parent, prefix=f".tmp-{path.name}-") as tmp:
         _inference_copy(model).save(tmp / MODEL_FILE)
         atomic_write_text(tmp / CONFIG_FILE, config.to_json())
@@ -181,71 +164,11 @@ def load_model_dir(path: str | os.PathLike) -> ModelArtifact:
     )
 
 
-def publish_version(out_dir: str | os.PathLike, build_fn: Callable[[Path], object]) -> Path:
-    """Builds the next numbered version ``out_dir/N`` and renames it into place.
-
-    ``N`` is one more than the largest numbered entry (complete or not, so a
-    number is never reused). ``build_fn(target)`` must write a model
-    directory at ``target`` (a path inside ``out_dir/.tmp-*`` that does not
-    exist yet), typically ``lambda p: save_model_dir(p, model, vocab, extras)``.
-
-    Returns:
-        The published directory ``out_dir/N``.
-
-    Raises:
-        ValueError: ``out_dir`` is a file, ``build_fn`` wrote no manifest, or
-            version ``N`` appeared concurrently.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: is a file, expected a directory of model versions")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    version = max(_numbered(out_dir), default=0) + 1
-    final = out_dir / str(version)
-    with staging_directory(out_dir) as tmp:
-        target = tmp / str(version)
-        build_fn(target)
-        if not (target / MANIFEST_FILE).is_file():
-            raise ValueError(f"build_fn did not write a model directory with {MANIFEST_FILE}")
-        if final.exists():
-            raise ValueError(f"{final}: appeared while building; not overwriting it")
-        try:
-            os.rename(target, final)
-        except OSError as err:
-            raise ValueError(f"{final}: cannot publish version {version}: {err}") from err
-    return final
-
-
-def latest_version(out_dir: str | os.PathLike) -> Path | None:
-    """The highest numbered ``out_dir/N`` holding a manifest, or None."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: is a file, expected a directory of model versions")
-    if not out_dir.is_dir():
-        return None
-    complete = [n for n in _numbered(out_dir) if (out_dir / str(n) / MANIFEST_FILE).is_file()]
-    return out_dir / str(max(complete)) if complete else None
-
-
-def _numbered(out_dir: Path) -> list[int]:
-    return [int(p.name) for p in out_dir.iterdir() if p.name.isdigit() and p.is_dir()]
-
-
 def _inference_copy(model: SASRec) -> SASRec:
     """Same weights, no optimizer or compile state: a lean, deterministic file."""
     clone = SASRec.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     return clone
-
-
-def _extra_file_name(name: str) -> str:
-    file_name = name if name.endswith(".json") else f"{name}.json"
-    if not _EXTRA_NAME.match(file_name) or file_name in _RESERVED:
-        raise ValueError(
-            f"extra JSON name must be a plain file name other than {sorted(_RESERVED)}, "
-            f"received {name!r}"
-        )
-    return file_name
 
 
 def _read_json(path: Path) -> Any:
