@@ -1,4 +1,4 @@
-"""The layout rules of docs/architecture.md: who may import whom, and a tree that matches the code."""
+"""Layout rules of docs/architecture.md: who may import whom; a tree that matches the code."""
 
 from __future__ import annotations
 

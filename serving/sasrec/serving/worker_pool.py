@@ -146,8 +146,8 @@ class WorkerPool:
 
 
 def _worker_main(model_dir: str, options: ServerOptions, log_level: str, parent: int) -> None:
-    from sasrec.cli.serve_commands import serve_until_signalled
     from sasrec.serving.json_log_formatter import configure_json_logging
+    from sasrec.serving.lifecycle import serve_until_signalled
 
     configure_json_logging(log_level)
     # A terminal's Ctrl-C reaches the whole process group: the parent forwards
