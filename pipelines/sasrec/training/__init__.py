@@ -6,6 +6,7 @@ One module per job::
     preparation.py         prepare_data -> Prepared (clean log, vocabulary, split)
     run.py                 run_training: the orchestrator, top to bottom
     checkpoint.py          OUT/.checkpoint and what --resume must match
+    version_files.py       the JSON files a published version holds
     validation_callback.py validation during fit, early stopping
     epoch_timer.py         seconds per epoch
     final_evaluation.py    evaluate_split, summarize

@@ -15,7 +15,6 @@ training is ``model.fit`` on the prepared dataset.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -34,11 +33,12 @@ from sasrec.optimizers import FusedAdam
 from sasrec.runtime import configure_threads, keep_freed_memory
 from sasrec.training.checkpoint import open_checkpoint
 from sasrec.training.epoch_timer import EpochTimer
-from sasrec.training.final_evaluation import evaluate_split, summarize
+from sasrec.training.final_evaluation import evaluate_split
 from sasrec.training.options import DataOptions, TrainOptions
 from sasrec.training.preparation import Prepared, prepare_data, validation_sample
 from sasrec.training.report import format_evaluation
 from sasrec.training.validation_callback import ValidationCallback
+from sasrec.training.version_files import version_files
 
 
 def run_training(
@@ -97,7 +97,7 @@ def run_training(
     )
     _say(train, format_evaluation(evaluation))
 
-    files = _artifact_files(
+    files = version_files(
         prepared,
         evaluation,
         validation,
@@ -240,45 +240,3 @@ def _callbacks(
         run_name = time.strftime("%Y%m%d-%H%M%S")
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard" / run_name)))
     return callbacks
-
-
-def _artifact_files(
-    prepared: Prepared,
-    evaluation: dict[str, Any],
-    validation: ValidationCallback,
-    history: dict[str, list[float]],
-    timer: EpochTimer,
-    training_windows: int,
-    data: DataOptions,
-    config: SASRecConfig,
-    train: TrainOptions,
-    *,
-    seconds: float,
-    fit_seconds: float,
-) -> dict[str, Any]:
-    """The JSON files a version holds beside the model and its vocabulary."""
-    split = prepared.split
-    counts = np.bincount(split.train.items, minlength=config.num_items + 1)
-    return {
-        "metrics.json": {
-            "summary": summarize(evaluation),
-            "best_validation": {"epoch": validation.best_epoch + 1, "ndcg@10": validation.best},
-            "validation": validation.records,
-            "test": evaluation,
-        },
-        "data_stats.json": {"report": prepared.report.to_dict(), "split": split.summary()},
-        "history.json": {
-            **{k: [float(v) for v in vals] for k, vals in history.items()},
-            "epoch_seconds": timer.seconds,
-            "training_windows": int(training_windows),
-        },
-        "popularity.json": {"counts": counts.tolist()},
-        "training.json": {
-            "data": dataclasses.asdict(data),
-            "train": dataclasses.asdict(train),
-            "model": config.to_dict(),
-            "seconds": round(seconds, 1),
-            "fit_seconds": round(fit_seconds, 1),
-            "epochs_run": len(history.get("loss", [])),
-        },
-    }
