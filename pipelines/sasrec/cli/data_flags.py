@@ -35,7 +35,12 @@ READER_PREFIX = "reader_"
 
 
 class _NoColumn:
-    """``--time-col none``: the file has no such column (distinct from "flag not given")."""
+    """``--time-col none``: the file has no such column (distinct from "flag not given").
+
+    Example:
+        >>> parse_column("none") is NO_COLUMN, _column_value(NO_COLUMN) is None
+        (True, True)
+    """
 
     def __repr__(self) -> str:
         return "none"
