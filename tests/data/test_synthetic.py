@@ -110,8 +110,9 @@ def test_cli_stats_prints_and_saves_the_report(tmp_path, capsys):
     log = tmp_path / "u.data"
     log.write_text("1\t10\t5\t100\n1\t11\t3\t101\n2\t10\t4\t102\n2\t10\t4\t102\n")
     report = tmp_path / "stats.json"
+    # No k-core (train's default is 5/5), so the report shows the tiny log's steps.
     code = _run(["data", "stats", "--data", str(log), "--preset", "ml-100k",
-                 "--json", str(report)])  # fmt: skip
+                 "--json", str(report), "--min-user", "1", "--min-item", "1"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert "step duplicates: removed 1 of 4 events" in out
@@ -124,13 +125,15 @@ def test_cli_errors_are_reported_without_traceback(tmp_path, capsys):
 
     assert main(["data", "stats", "--data", str(tmp_path / "missing.csv")]) == 2
     err = capsys.readouterr().err
-    assert "sasrec data: error:" in err and "no such file" in err
+    assert "sasrec data stats: error:" in err and "no such file" in err
+    assert "Traceback" not in err
 
 
 def test_cli_stats_with_column_options(tmp_path, capsys):
     log = tmp_path / "log.txt"
     log.write_text("a\tx\nb\ty\na\ty\n")
     code = _run(["data", "stats", "--data", str(log), "--sep", "\\t", "--user-col", "0",
-                 "--item-col", "1", "--time-col", "none"])  # fmt: skip
+                 "--item-col", "1", "--time-col", "none", "--min-user", "1",
+                 "--min-item", "1"])  # fmt: skip
     assert code == 0
     assert "2 users, 2 items, 3 events" in capsys.readouterr().out

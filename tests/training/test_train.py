@@ -17,14 +17,10 @@ from sasrec.artifact import latest_version, load_model_dir
 from sasrec.cli import main
 from sasrec.data.windows import training_windows
 from sasrec.engines.scorer import Scorer
-from sasrec.training.train import (
-    DataOptions,
-    TrainOptions,
-    evaluate_split,
-    mean_positions_per_batch,
-    prepare_data,
-    run_training,
-)
+from sasrec.training.final_evaluation import evaluate_split
+from sasrec.training.options import DataOptions, TrainOptions
+from sasrec.training.preparation import prepare_data
+from sasrec.training.run import mean_positions_per_batch, run_training
 
 TINY_MODEL = {"hidden_dim": 16, "num_blocks": 1, "num_heads": 1, "max_len": 12, "dropout": 0.1}
 TINY_DATA = DataOptions(synthetic_users=150, synthetic_items=60, min_user=3, min_item=2)
@@ -138,7 +134,6 @@ def test_evaluate_command_reuses_training_settings(tmp_path: Path, capsys) -> No
 
 def test_evaluate_split_matches_direct_protocol_call(tmp_path: Path) -> None:
     from sasrec.evaluation import evaluate_full_ranking
-    from sasrec.training.train import prepare_data
 
     version = run_training(tmp_path / "m", TINY_DATA, TINY_MODEL, tiny_train(epochs=1))
     artifact = load_model_dir(version)
@@ -168,9 +163,9 @@ def test_evaluate_split_matches_direct_protocol_call(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--max-len", "0"], "--max-len must be >= 1"),
-        (["--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--bucket-multiple", "-1"], "--bucket-multiple must be >= 0"),
+        (["--max-len", "0"], "max_len must be an int >= 1, received max_len=0"),
+        (["--batch-size", "0"], "batch_size must be an int >= 1, received batch_size=0"),
+        (["--bucket-multiple", "-1"], "bucket_multiple must be None or an int >= 1"),
         (["--min-user", "1000"], "no events left"),
         (["--data", "TWO_EVENTS_PER_USER", "--min-user", "1", "--min-item", "1"], "too small"),
         (["--data", "does/not/exist.csv"], "does/not/exist.csv"),

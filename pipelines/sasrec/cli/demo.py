@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from sasrec.cli.console import add_log_level_flag, configure_console
+
 
 def _print_recommendations(title: str, history: list[str], rec: object) -> None:
     print(f"\n{title}")
@@ -26,7 +28,8 @@ def _print_recommendations(title: str, history: list[str], rec: object) -> None:
 def run_demo(out: Path, epochs: int, port: int) -> int:
     from sasrec.serving.client import RecommenderClient
     from sasrec.serving.server import start_server
-    from sasrec.training.train import DataOptions, TrainOptions, run_training
+    from sasrec.training.options import DataOptions, TrainOptions
+    from sasrec.training.run import run_training
 
     started = time.perf_counter()
     print("== 1/3 train on the embedded synthetic shop log ==", flush=True)
@@ -73,12 +76,22 @@ def run_demo(out: Path, epochs: int, port: int) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    configure_console(args.log_level)
     return run_demo(Path(args.out), args.epochs, args.port)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Adds ``demo`` to the ``sasrec`` sub-command parsers."""
     p = sub.add_parser("demo", help="train -> serve -> query on the embedded synthetic data")
-    p.add_argument("--out", default="runs/demo", help="model root (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping)")
-    p.add_argument("--port", type=int, default=0, help="gRPC port (0: a free one)")
+    p.add_argument("--out", default="runs/demo", help="model root (default: %(default)s)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=30,
+        help="maximum epochs; early stopping may end sooner (default: %(default)s)",
+    )
+    p.add_argument(
+        "--port", type=int, default=0, help="gRPC port; 0: a free one (default: %(default)s)"
+    )
+    add_log_level_flag(p)
     p.set_defaults(func=_demo)

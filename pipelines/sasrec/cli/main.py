@@ -49,12 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # "sasrec data stats", not just "sasrec data", in messages.
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         result = args.func(args)
     except (UserError, FileNotFoundError, ValueError) as err:
-        print(f"sasrec {args.command}: error: {err}", file=sys.stderr)
+        print(f"sasrec {command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sasrec {args.command}: interrupted", file=sys.stderr)
+        print(f"sasrec {command}: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)

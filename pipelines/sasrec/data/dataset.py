@@ -8,8 +8,8 @@ Every epoch is planned in numpy, then fed as ready batches:
    default chunk of 256 batches sorts all of a data set like Games (244
    batches) at once: 90% of the trained positions are real items, against
    81% with chunks of 32 batches, and an epoch is about 10% faster at the
-   same quality (docs/benchmarks.md, session 9). Ties keep the shuffled
-   order, so which windows share a batch still changes every epoch;
+   same quality. Ties keep the shuffled order, so which windows share a
+   batch still changes every epoch;
 2. cut chunks into batches and shuffle the batch order;
 3. trim each batch to the smallest bucket width that holds its longest row:
    with left padding that drops all-padding leading columns, and compiled
@@ -408,7 +408,6 @@ def make_training_dataset(
     # Nothing here is tunable (the prefetch depth is fixed), and the autotune
     # thread of an epoch's iterator made the next epoch wait for its exit:
     # 16-41 s at the start of epoch 2 in about half of the Games runs, with
-    # the main thread blocked in the old iterator's destructor (gdb,
-    # docs/benchmarks.md session 9).
+    # the main thread blocked in the old iterator's destructor (seen in gdb).
     options.autotune.enabled = False
     return dataset.prefetch(prefetch).with_options(options)

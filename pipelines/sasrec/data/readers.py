@@ -48,6 +48,7 @@ from sasrec.data.timestamps import parse_timestamps
 
 _SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
 _SNIFF_CANDIDATES = ("\t", "::", ",", ";", "|", " ")
+_SNIFF_LINES = 20  # lines that must agree on the field count
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 _LINE_SPLIT_DELIMITER = "\x1e"  # ASCII record separator: never inside real log lines
 _BLOCK_SIZE = 1 << 24
@@ -269,15 +270,35 @@ def _rename(table: pa.Table, columns: dict[str, str]) -> pa.Table:
 # ----------------------------------------------------------------------------- delimited
 
 
-def _sniff_sep(path: Path, line: str) -> str:
-    for candidate in _SNIFF_CANDIDATES:
-        if candidate in line:
+def _sniff_sep(path: Path, lines: list[str], expected: str | None) -> str:
+    """The delimiter that splits the sampled lines into the most fields, the same on every line.
+
+    A ``.csv`` written with semicolons (spreadsheets in comma-decimal
+    locales), tabs or pipes is recognised instead of being read as one
+    column. ``expected`` (the extension's delimiter) wins ties, so ordinary
+    files read as before; a delimiter that also appears inside values (a
+    space in ``2024-05-01 10:00``, a comma in ``3,5``) splits fewer fields or
+    varies from line to line, and loses.
+    """
+    candidates = [expected] if expected else []
+    candidates += [c for c in _SNIFF_CANDIDATES if c != expected]
+    fields: dict[str, int] = {}
+    for candidate in candidates:
+        counts = {len(_split_fields(line, candidate)) for line in lines}
+        if len(counts) == 1 and (count := counts.pop()) > 1:
+            fields[candidate] = count
+    if fields:
+        return max(fields, key=fields.__getitem__)  # the first of equals: expected
+    # No delimiter agrees on every line: take the likeliest, and let the
+    # field-count check name the first bad line.
+    for candidate in candidates:
+        if len(_split_fields(lines[0], candidate)) > 1:
             return candidate
     raise DataError(
         "cannot guess the field delimiter from the first line; pass sep=...",
         path=path,
         line=1,
-        value=line[:80],
+        value=lines[0][:80],
     )
 
 
@@ -313,11 +334,11 @@ def _scan_text_problem(path: Path, sep: str, n_fields: int, encoding: str) -> Da
 def _read_delimited(
     path: Path, opts: ReaderOptions
 ) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
-    head = _head_lines(path, 1, opts.encoding)
+    head = _head_lines(path, _SNIFF_LINES, opts.encoding)
     if not head:
         raise DataError("file has no data lines", path=path)
     first = head[0]
-    sep = opts.sep or _SEP_BY_SUFFIX.get(_base_suffix(path)) or _sniff_sep(path, first)
+    sep = opts.sep or _sniff_sep(path, head, _SEP_BY_SUFFIX.get(_base_suffix(path)))
     header = opts.resolved_header()
     fields = _split_fields(first, sep)
     names = [f.strip() for f in fields] if header else [f"f{i}" for i in range(len(fields))]

@@ -1,1 +1,53 @@
-"""Training: prepared data -> compiled SASRec -> model.fit -> a published version."""
+"""The training job: options -> prepared data -> ``model.fit`` -> final evaluation -> version.
+
+One module per job::
+
+    options.py             DataOptions, TrainOptions (the command line's defaults)
+    preparation.py         prepare_data -> Prepared (clean log, vocabulary, split)
+    run.py                 run_training: the orchestrator, top to bottom
+    checkpoint.py          OUT/.checkpoint and what --resume must match
+    version_files.py       the JSON files a published version holds
+    validation_callback.py validation during fit, early stopping
+    epoch_timer.py         seconds per epoch
+    final_evaluation.py    evaluate_split, summarize
+    report.py              format_evaluation, sasrec_verdict
+
+Example:
+    >>> from sasrec.training import DataOptions, TrainOptions, run_training
+    >>> run_training("runs/m", DataOptions(), {}, TrainOptions(epochs=2))  # doctest: +SKIP
+
+Names load lazily, so ``import sasrec.training`` (by the command line) does
+not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DataOptions": "options",
+    "TrainOptions": "options",
+    "Prepared": "preparation",
+    "prepare_data": "preparation",
+    "load_clean_log": "preparation",
+    "run_training": "run",
+    "mean_positions_per_batch": "run",
+    "evaluate_split": "final_evaluation",
+    "summarize": "final_evaluation",
+    "format_evaluation": "report",
+    "sasrec_verdict": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sasrec.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sasrec.training.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

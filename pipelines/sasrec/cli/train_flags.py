@@ -1,0 +1,93 @@
+"""The model and training flags of ``sasrec train``, derived from the option dataclasses.
+
+Every :class:`~sasrec.config.SASRecConfig` field but ``num_items`` (the data
+sets it) is a flag of the "model" group, every
+:class:`~sasrec.training.options.TrainOptions` field one of the "training"
+group; names, types, defaults and help text come from the fields, so a new
+field is a new flag. :data:`MODEL_FLAGS` and :data:`TRAIN_FLAGS` hold the
+spellings kept from earlier releases.
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_model_flags(parser); add_training_flags(parser)
+    >>> args = parser.parse_args(["--norm", "post", "--lr", "0.01"])
+    >>> model_overrides_from_args(args)["norm_first"], train_options_from_args(args).learning_rate
+    (False, 0.01)
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
+from sasrec.config import LOSSES, POSITION_EMBEDDINGS, SASRecConfig
+from sasrec.training.options import LOSS_NORMALIZATIONS, TrainOptions
+
+MODEL_PREFIX = "model_"
+TRAIN_PREFIX = "train_"
+
+# Set from the data, not by a flag.
+MODEL_FIELDS_FROM_DATA = ("num_items",)
+
+MODEL_FLAGS: dict[str, Flag] = {
+    "norm_first": Flag(
+        names=("--norm",),
+        choices=("pre", "post"),
+        to_field=lambda value: value == "pre",
+        from_field=lambda first: "pre" if first else "post",
+        help="Pre-LayerNorm blocks (pre) or post-LayerNorm, as in the paper (post).",
+    ),
+    "position_embedding": Flag(choices=POSITION_EMBEDDINGS),
+    "loss": Flag(choices=LOSSES),
+}
+
+TRAIN_FLAGS: dict[str, Flag] = {
+    "learning_rate": Flag(names=("--learning-rate", "--lr"), metavar="RATE"),
+    "beta_2": Flag(metavar="BETA"),
+    "sampled_eval": Flag(names=("--sampled-eval", "--sampled")),
+    "exclude_seen_negatives": Flag(
+        names=("--negatives",),
+        choices=("unseen", "uniform"),
+        to_field=lambda value: value == "unseen",
+        from_field=lambda exclude: "unseen" if exclude else "uniform",
+        help="Training negatives: never an item of the window (unseen, the SASRec "
+        "reference's sampler) or any item but the target (uniform).",
+    ),
+    "bucket_multiple": Flag(
+        to_field=lambda value: value or None,
+        from_field=lambda value: value or 0,
+        help="Batch widths are multiples of this; 0: the geometric widths 1, 2, 3, 4, 6, 8, "
+        "12, ... (fewer padded positions, more shapes for XLA to compile in the first epoch: "
+        "a win for long runs; 8 suits runs of a few epochs).",
+    ),
+    "verbose": Flag(
+        choices=(0, 1, 2),
+        help="Keras progress bar (1), one line per epoch (2) or silent (0).",
+    ),
+    "loss_normalization": Flag(choices=LOSS_NORMALIZATIONS),
+}
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (SASRecConfig)")
+    add_field_flags(
+        group, SASRecConfig, prefix=MODEL_PREFIX, flags=MODEL_FLAGS, exclude=MODEL_FIELDS_FROM_DATA
+    )
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training (TrainOptions)")
+    add_field_flags(group, TrainOptions, prefix=TRAIN_PREFIX, flags=TRAIN_FLAGS)
+
+
+def model_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``SASRecConfig`` fields from the model flags (all but ``num_items``)."""
+    return values_from_args(args, SASRecConfig, prefix=MODEL_PREFIX, flags=MODEL_FLAGS)
+
+
+def train_options_from_args(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(
+        **values_from_args(args, TrainOptions, prefix=TRAIN_PREFIX, flags=TRAIN_FLAGS)
+    )

@@ -1,0 +1,63 @@
+"""What a published version records about its run, beside the model and the vocabulary."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from sasrec.config import SASRecConfig
+from sasrec.training.epoch_timer import EpochTimer
+from sasrec.training.final_evaluation import summarize
+from sasrec.training.options import DataOptions, TrainOptions
+from sasrec.training.preparation import Prepared
+from sasrec.training.validation_callback import ValidationCallback
+
+
+def version_files(
+    prepared: Prepared,
+    evaluation: dict[str, Any],
+    validation: ValidationCallback,
+    history: dict[str, list[float]],
+    timer: EpochTimer,
+    training_windows: int,
+    data: DataOptions,
+    config: SASRecConfig,
+    train: TrainOptions,
+    *,
+    seconds: float,
+    fit_seconds: float,
+) -> dict[str, Any]:
+    """The JSON files a version holds beside the model and its vocabulary, by file name.
+
+    ``metrics.json`` (test evaluation, validation curve), ``data_stats.json``
+    (what cleaning dropped, the split), ``history.json`` (losses, seconds per
+    epoch), ``popularity.json`` (training counts, the serving fallback) and
+    ``training.json`` (the options, which ``sasrec evaluate`` reuses).
+    """
+    split = prepared.split
+    counts = np.bincount(split.train.items, minlength=config.num_items + 1)
+    return {
+        "metrics.json": {
+            "summary": summarize(evaluation),
+            "best_validation": {"epoch": validation.best_epoch + 1, "ndcg@10": validation.best},
+            "validation": validation.records,
+            "test": evaluation,
+        },
+        "data_stats.json": {"report": prepared.report.to_dict(), "split": split.summary()},
+        "history.json": {
+            **{k: [float(v) for v in vals] for k, vals in history.items()},
+            "epoch_seconds": timer.seconds,
+            "training_windows": int(training_windows),
+        },
+        "popularity.json": {"counts": counts.tolist()},
+        "training.json": {
+            "data": dataclasses.asdict(data),
+            "train": dataclasses.asdict(train),
+            "model": config.to_dict(),
+            "seconds": round(seconds, 1),
+            "fit_seconds": round(fit_seconds, 1),
+            "epochs_run": len(history.get("loss", [])),
+        },
+    }
