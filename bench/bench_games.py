@@ -74,7 +74,7 @@ def main() -> None:
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: not found (the shared data sets are not on this machine)")
 
-    from sasrec.training.train import DataOptions, TrainOptions, run_training
+    from sasrec.training import DataOptions, TrainOptions, run_training
 
     model = {
         "hidden_dim": args.hidden_dim,

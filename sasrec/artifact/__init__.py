@@ -19,11 +19,14 @@ Example:
 
 from sasrec.artifact.layout import (
     CONFIG_FILE,
+    DATA_STATS_FILE,
     FORMAT,
+    HISTORY_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
     MODEL_FILE,
     POPULARITY_FILE,
+    TRAINING_FILE,
     VOCABULARY_FILE,
 )
 from sasrec.artifact.manifest import manifest_created_at, manifest_max_len, version_name
@@ -46,6 +49,9 @@ from sasrec.artifact.versions import (
 
 __all__ = [
     "CONFIG_FILE",
+    "DATA_STATS_FILE",
+    "HISTORY_FILE",
+    "TRAINING_FILE",
     "FORMAT",
     "MANIFEST_FILE",
     "METRICS_FILE",

@@ -23,6 +23,9 @@ VOCABULARY_FILE = "vocabulary.json"
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
 POPULARITY_FILE = "popularity.json"
+DATA_STATS_FILE = "data_stats.json"
+HISTORY_FILE = "history.json"
+TRAINING_FILE = "training.json"
 # Files save_model_dir writes itself; an extra document may not replace them.
 RESERVED_FILES = frozenset({MODEL_FILE, CONFIG_FILE, VOCABULARY_FILE, MANIFEST_FILE})
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     configure_console(args.log_level)
-    from sasrec.artifact import load_model_dir
+    from sasrec.artifact import TRAINING_FILE, load_model_dir
     from sasrec.runtime import configure_threads
     from sasrec.training.final_evaluation import evaluate_split
     from sasrec.training.options import DataOptions
@@ -58,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     configure_threads()
     artifact = load_model_dir(args.model)
-    training_file = Path(artifact.path) / "training.json"
+    training_file = Path(artifact.path) / TRAINING_FILE
     if args.data_path is None and not training_file.exists():
         raise ValueError(f"{args.model}: no training.json; pass --data to say what to evaluate on")
     if args.data_path is None:

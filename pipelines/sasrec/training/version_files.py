@@ -7,6 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from sasrec.artifact import (
+    DATA_STATS_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    POPULARITY_FILE,
+    TRAINING_FILE,
+    popularity_document,
+)
 from sasrec.config import SASRecConfig
 from sasrec.training.epoch_timer import EpochTimer
 from sasrec.training.final_evaluation import summarize
@@ -39,20 +47,20 @@ def version_files(
     split = prepared.split
     counts = np.bincount(split.train.items, minlength=config.num_items + 1)
     return {
-        "metrics.json": {
+        METRICS_FILE: {
             "summary": summarize(evaluation),
             "best_validation": {"epoch": validation.best_epoch + 1, "ndcg@10": validation.best},
             "validation": validation.records,
             "test": evaluation,
         },
-        "data_stats.json": {"report": prepared.report.to_dict(), "split": split.summary()},
-        "history.json": {
+        DATA_STATS_FILE: {"report": prepared.report.to_dict(), "split": split.summary()},
+        HISTORY_FILE: {
             **{k: [float(v) for v in vals] for k, vals in history.items()},
             "epoch_seconds": timer.seconds,
             "training_windows": int(training_windows),
         },
-        "popularity.json": {"counts": counts.tolist()},
-        "training.json": {
+        POPULARITY_FILE: popularity_document(counts),
+        TRAINING_FILE: {
             "data": dataclasses.asdict(data),
             "train": dataclasses.asdict(train),
             "model": config.to_dict(),
