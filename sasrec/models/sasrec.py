@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from sasrec.config import LOSSES
+from sasrec.config import LOSSES, SASRecConfig
 from sasrec.layers._checks import check_positive_int
 from sasrec.layers.sasrec_encoder import SASRecEncoder
 
@@ -23,6 +24,14 @@ ENCODER_SETTINGS = tuple(
     for name, parameter in inspect.signature(SASRecEncoder.__init__).parameters.items()
     if name != "self" and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
 )
+# Encoder settings left out of the flat keywords take SASRecConfig's defaults
+# (max_len=50, hidden_dim=64, dropout=0.2 ...), as SASRec(num_items=...)
+# always did; SASRecEncoder's own defaults serve an encoder built directly.
+_FLAT_DEFAULTS = {
+    field.name: field.default
+    for field in dataclasses.fields(SASRecConfig)
+    if field.name in ENCODER_SETTINGS and field.default is not dataclasses.MISSING
+}
 
 
 @keras.saving.register_keras_serializable(package="sasrec")
@@ -55,7 +64,8 @@ class SASRec(keras.Model):
         loss_denominator: None (mean over the batch's valid positions) or
             the number C that divides the summed position losses.
         **kwargs: The encoder settings (``num_items``, ``max_len`` ...) when
-            ``encoder`` is None, and standard ``keras.Model`` arguments.
+            ``encoder`` is None (defaults: those of ``SASRecConfig``), and
+            standard ``keras.Model`` arguments.
 
     Example:
         >>> encoder = SASRecEncoder(num_items=20, max_len=5, hidden_dim=8)
@@ -89,7 +99,9 @@ class SASRec(keras.Model):
         self.check_task_arguments(loss, num_negatives, gbce_t, loss_denominator)
         super().__init__(**kwargs)
         if encoder is None:
-            encoder = SASRecEncoder(**encoder_settings, dtype=self.dtype_policy, name="encoder")
+            encoder = SASRecEncoder(
+                **{**_FLAT_DEFAULTS, **encoder_settings}, dtype=self.dtype_policy, name="encoder"
+            )
         self.encoder = encoder
         self.loss_name = loss
         self.num_negatives = num_negatives
@@ -129,7 +141,7 @@ class SASRec(keras.Model):
         model is built (``num_items``, ``max_len``, the dropout rates) are
         left to the layers that use them.
         """
-        SASRecEncoder(**_pop_encoder_settings(settings))
+        SASRecEncoder(**{**_FLAT_DEFAULTS, **_pop_encoder_settings(settings)})
         # The remaining settings as the constructor would receive them, defaults included.
         bound = inspect.signature(cls.__init__).bind(None, **settings)
         bound.apply_defaults()
@@ -461,7 +473,7 @@ class SASRec(keras.Model):
 
 
 def _pop_encoder_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Removes the encoder settings from ``settings`` and returns them."""
+    """Removes the encoder settings from ``settings``; returns those given."""
     return {name: settings.pop(name) for name in ENCODER_SETTINGS if name in settings}
 
 

@@ -91,7 +91,12 @@ def test_get_config_round_trip(layer):
     [
         (lambda: CausalSelfAttention(hidden_dim=8, num_heads=3), "num_heads", "3"),
         (lambda: CausalSelfAttention(hidden_dim=0), "hidden_dim", "0"),
-        (lambda: CausalSelfAttention(hidden_dim=8, dropout=1.5), "dropout", "1.5"),
+        # The rate is checked by the HashDropout that applies it, when built.
+        (lambda: CausalSelfAttention(hidden_dim=8, dropout=1.5).build((1, 3, 8)), "dropout", "1.5"),
+        (lambda: PointWiseFeedForward(hidden_dim=8, dropout=2.0).build((1, 8)), "dropout", "2.0"),
+        # A block and an encoder check num_heads through the attention they make.
+        (lambda: TransformerBlock(hidden_dim=8, num_heads=3), "num_heads", "3"),
+        (lambda: SASRecEncoder(num_items=5, max_len=2, hidden_dim=6, num_heads=4), "heads", "4"),
         (lambda: CausalSelfAttention(hidden_dim=8, window=0), "window", "0"),
         (lambda: PointWiseFeedForward(hidden_dim=8, activation="nope"), "activation", "nope"),
         (lambda: PointWiseFeedForward(hidden_dim=8, ffn_dim=-1), "ffn_dim", "-1"),
