@@ -6,8 +6,11 @@ stores as ``config.json``: the encoder's settings
 (:class:`sasrec.models.SASRec`) side by side. ``config.build_model()`` (or
 ``SASRec(**config.to_dict())``) builds the model, and
 ``SASRecConfig.from_dict(model.get_config())`` recovers the config. The
-config checks nothing itself: constructing it constructs the layers, which
-check each field where it is used.
+config checks nothing itself: making one constructs the encoder (without
+building it) and checks the task arguments, so each field is checked by the
+layer that uses it. ``num_items``, ``max_len`` and the dropout rates belong to
+layers that hold weights or random state; they are checked when the model is
+built (``build_model``).
 
 This module imports no Keras at import time (the CLI reads the constants).
 """

@@ -141,12 +141,14 @@ class SASRec(keras.Model):
         model is built (``num_items``, ``max_len``, the dropout rates) are
         left to the layers that use them.
         """
-        SASRecEncoder(**{**_FLAT_DEFAULTS, **_pop_encoder_settings(settings)})
-        # The remaining settings as the constructor would receive them, defaults included.
+        encoder_settings = _pop_encoder_settings(settings)
+        # The other settings as the constructor would receive them, defaults
+        # included; checked in the constructor's order (task, then encoder).
         bound = inspect.signature(cls.__init__).bind(None, **settings)
         bound.apply_defaults()
         task_names = inspect.signature(cls.check_task_arguments).parameters
         cls.check_task_arguments(**{name: bound.arguments[name] for name in task_names})
+        SASRecEncoder(**{**_FLAT_DEFAULTS, **encoder_settings})
 
     def build(self, input_shape: tuple[int | None, ...] = (None, None)) -> None:
         if not self.encoder.built:
