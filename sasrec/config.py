@@ -1,8 +1,18 @@
-"""Typed hyper-parameters of the SASRec model.
+"""Typed hyper-parameters of the SASRec model, as one flat bundle.
 
-The fields of :class:`SASRecConfig` are exactly the constructor arguments of
-:class:`sasrec.models.SASRec`, so ``SASRec(**config.to_dict())`` builds the
-model and ``SASRecConfig.from_dict(model.get_config())`` recovers it.
+:class:`SASRecConfig` is what the CLI fills in and what a model version
+stores as ``config.json``: the encoder's settings
+(:class:`sasrec.layers.SASRecEncoder`) and the task's
+(:class:`sasrec.models.SASRec`) side by side. ``config.build_model()`` (or
+``SASRec(**config.to_dict())``) builds the model, and
+``SASRecConfig.from_dict(model.get_config())`` recovers the config. The
+config checks nothing itself: making one constructs the encoder (without
+building it) and checks the task arguments, so each field is checked by the
+layer that uses it. ``num_items``, ``max_len`` and the dropout rates belong to
+layers that hold weights or random state; they are checked when the model is
+built (``build_model``).
+
+This module imports no Keras at import time (the CLI reads the constants).
 """
 
 from __future__ import annotations
@@ -10,7 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sasrec.models import SASRec
 
 LOSSES = ("bce", "sampled_softmax", "softmax", "gbce")
 POSITION_EMBEDDINGS = ("learned", "sinusoidal")
@@ -68,7 +81,23 @@ class SASRecConfig:
     loss_denominator: float | None = None
 
     def __post_init__(self) -> None:
-        validate_model_arguments(**self.to_dict())
+        # Imported here: Keras is loaded only once a config is made.
+        from sasrec.models.sasrec import SASRec
+
+        # Raises ValueError naming the bad field and its value. No weight is
+        # created and no seed drawn, so making a config never changes the
+        # initial weights of a model built afterwards on the same seed.
+        SASRec.check_arguments(**self.to_dict())
+
+    def build_model(self, **kwargs: Any) -> SASRec:
+        """A new :class:`sasrec.models.SASRec` with these settings, built.
+
+        Args:
+            **kwargs: Standard ``keras.Model`` arguments (``name``, ``dtype``).
+        """
+        from sasrec.models.sasrec import SASRec
+
+        return SASRec(**self.to_dict(), **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,7 +107,15 @@ class SASRecConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SASRecConfig:
-        """Builds a config, ignoring keys that are not fields (e.g. Keras ``name``)."""
+        """Builds a config, ignoring keys that are not fields (e.g. Keras ``name``).
+
+        ``data`` is flat (``to_dict``, ``config.json``, a model saved before
+        the encoder was nested) or ``SASRec.get_config()``, whose serialized
+        ``encoder`` entry holds the encoder's settings.
+        """
+        encoder = data.get("encoder")
+        if isinstance(encoder, dict) and isinstance(encoder.get("config"), dict):
+            data = {**encoder["config"], **{k: v for k, v in data.items() if k != "encoder"}}
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -88,100 +125,3 @@ class SASRecConfig:
 
     def replace(self, **changes: Any) -> SASRecConfig:
         return dataclasses.replace(self, **changes)
-
-
-def _require(ok: bool, field: str, value: Any, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"SASRecConfig.{field} {rule}, received {field}={value!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def validate_model_arguments(
-    num_items: int,
-    max_len: int,
-    hidden_dim: int,
-    num_blocks: int,
-    num_heads: int,
-    ffn_dim: int | None,
-    dropout: float,
-    attention_dropout: float | None,
-    norm_first: bool,
-    position_embedding: str,
-    attention_window: int | None,
-    loss: str,
-    num_negatives: int,
-    gbce_t: float,
-    loss_denominator: float | None = None,
-) -> None:
-    """Raises ``ValueError`` naming the first bad field and its value."""
-    _require(_is_int(num_items) and num_items >= 1, "num_items", num_items, "must be an int >= 1")
-    _require(_is_int(max_len) and max_len >= 1, "max_len", max_len, "must be an int >= 1")
-    _require(
-        _is_int(hidden_dim) and hidden_dim >= 1, "hidden_dim", hidden_dim, "must be an int >= 1"
-    )
-    _require(
-        _is_int(num_blocks) and num_blocks >= 1, "num_blocks", num_blocks, "must be an int >= 1"
-    )
-    _require(_is_int(num_heads) and num_heads >= 1, "num_heads", num_heads, "must be an int >= 1")
-    _require(
-        hidden_dim % num_heads == 0,
-        "num_heads",
-        num_heads,
-        f"must divide hidden_dim={hidden_dim}",
-    )
-    _require(
-        ffn_dim is None or (_is_int(ffn_dim) and ffn_dim >= 1),
-        "ffn_dim",
-        ffn_dim,
-        "must be None or an int >= 1",
-    )
-    for name, value in (("dropout", dropout), ("attention_dropout", attention_dropout)):
-        if name == "attention_dropout" and value is None:
-            continue
-        _require(
-            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1,
-            name,
-            value,
-            "must be a number in [0, 1)",
-        )
-    _require(isinstance(norm_first, bool), "norm_first", norm_first, "must be a bool")
-    _require(
-        position_embedding in POSITION_EMBEDDINGS,
-        "position_embedding",
-        position_embedding,
-        f"must be one of {POSITION_EMBEDDINGS}",
-    )
-    _require(
-        attention_window is None or (_is_int(attention_window) and attention_window >= 1),
-        "attention_window",
-        attention_window,
-        "must be None or an int >= 1",
-    )
-    _require(loss in LOSSES, "loss", loss, f"must be one of {LOSSES}")
-    _require(
-        _is_int(num_negatives) and num_negatives >= 1,
-        "num_negatives",
-        num_negatives,
-        "must be an int >= 1",
-    )
-    _require(
-        isinstance(gbce_t, int | float) and not isinstance(gbce_t, bool) and 0 <= gbce_t <= 1,
-        "gbce_t",
-        gbce_t,
-        "must be a number in [0, 1]",
-    )
-    _require(
-        loss_denominator is None
-        or (
-            isinstance(loss_denominator, int | float)
-            and not isinstance(loss_denominator, bool)
-            and loss_denominator > 0
-            and loss_denominator < float("inf")
-        ),
-        "loss_denominator",
-        loss_denominator,
-        "must be None or a finite number > 0",
-    )

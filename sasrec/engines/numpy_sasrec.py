@@ -25,7 +25,9 @@ class NumpySASRec:
     """Last-position encoder and top-k of a trained SASRec, in NumPy.
 
     Weights are copied from the Keras model at construction (a served
-    version never changes). Supports every SASRec configuration: pre- or
+    version never changes), through the layers' public ``numpy_weights()``
+    and the encoder's settings; nothing here depends on how a layer names
+    its sublayers. Supports every SASRec configuration: pre- or
     post-LN blocks, any number of heads, learned or sinusoidal positions, a
     local attention window; the ``relu`` feed-forward runs in NumPy, other
     activations through ``keras.activations``.
@@ -41,17 +43,18 @@ class NumpySASRec:
 
     def __init__(self, model: Any) -> None:
         encoder = model.encoder
-        self.num_items = int(model.num_items)
-        self.max_len = int(model.max_len)
-        self.hidden_dim = int(model.hidden_dim)
-        self.num_heads = int(model.num_heads)
+        weights = encoder.numpy_weights()
+        self.num_items = int(encoder.num_items)
+        self.max_len = int(encoder.max_len)
+        self.hidden_dim = int(encoder.hidden_dim)
+        self.num_heads = int(encoder.num_heads)
         self.window = encoder.attention_window
         self.norm_first = bool(encoder.norm_first)
-        self.table = _array(encoder.item_embeddings)  # (N + 1, d)
-        self.positions = _array(encoder.positions.embeddings)  # (max_len, d)
+        self.table = weights["item_embeddings"]  # (N + 1, d)
+        self.positions = weights["position_embeddings"]  # (max_len, d)
         self.scale = np.float32(math.sqrt(self.hidden_dim))
-        self.blocks = [_BlockWeights(block) for block in encoder.blocks]
-        self.final_norm = _norm(encoder.final_norm)
+        self.blocks = [_BlockWeights(block, self.num_heads) for block in weights["blocks"]]
+        self.final_norm = _norm(weights["final_norm"])
         self._causal: dict[int, np.ndarray] = {}  # width -> additive mask (1, t, t)
 
     # ------------------------------------------------------------------ encoder
@@ -150,28 +153,28 @@ class NumpySASRec:
 
 
 class _BlockWeights:
-    """One TransformerBlock's weights as float32 arrays."""
+    """One TransformerBlock's weights (its ``numpy_weights()``), ready to apply."""
 
-    def __init__(self, block: Any) -> None:
-        attention = block.attention
-        self.num_heads = int(attention.num_heads)
-        self.head_dim = int(attention.head_dim)
-        query = _dense(attention.query_dense)
-        key = _dense(attention.key_dense)
-        value = _dense(attention.value_dense)
+    def __init__(self, block: dict[str, Any], num_heads: int) -> None:
+        attention, feed_forward = block["attention"], block["feed_forward"]
+        query = _dense(attention["query"])
+        key = _dense(attention["key"])
+        value = _dense(attention["value"])
+        self.num_heads = num_heads
+        self.head_dim = query[0].shape[1] // num_heads
         # Fused projections: one matmul instead of three (or two for the last
         # block, whose only query is the last position).
         self.query = query
         self.key_value = _concat_dense(key, value)
         self.query_key_value = _concat_dense(query, key, value)
-        self.output = _dense(attention.output_dense)
-        self.inner = _dense(block.feed_forward.inner_dense)
-        self.ffn_output = _dense(block.feed_forward.output_dense)
-        activation = block.feed_forward.inner_dense.activation
+        self.output = _dense(attention["output"])
+        self.inner = _dense(feed_forward["inner"])
+        self.ffn_output = _dense(feed_forward["output"])
+        activation = feed_forward["activation"]
         self.relu = getattr(activation, "__name__", "") == "relu"
         self.activation = activation
-        self.attention_norm = _norm(block.attention_norm)
-        self.feed_forward_norm = _norm(block.feed_forward_norm)
+        self.attention_norm = _norm(block["attention_norm"])
+        self.feed_forward_norm = _norm(block["feed_forward_norm"])
 
     def apply(
         self,
@@ -244,14 +247,8 @@ class _BlockWeights:
         return _apply_dense(inner, self.ffn_output)
 
 
-def _array(variable: Any) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(variable, dtype=np.float32))
-
-
-def _dense(layer: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    kernel = _array(layer.kernel)
-    bias = _array(layer.bias) if getattr(layer, "use_bias", False) else None
-    return kernel, bias
+def _dense(weights: dict[str, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+    return weights["kernel"], weights["bias"]
 
 
 def _concat_dense(*layers: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, Any]:
@@ -269,8 +266,8 @@ def _apply_dense(x: np.ndarray, weights: tuple[np.ndarray, np.ndarray | None]) -
     return out
 
 
-def _norm(layer: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    return _array(layer.gamma), _array(layer.beta), float(layer.epsilon)
+def _norm(weights: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+    return weights["gamma"], weights["beta"], weights["epsilon"]
 
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:

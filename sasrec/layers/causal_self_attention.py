@@ -8,12 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from sasrec.layers._checks import (
-    check_bool,
-    check_optional_positive_int,
-    check_positive_int,
-    check_rate,
-)
+from sasrec.layers import _numpy_weights
+from sasrec.layers._checks import check_bool, check_optional_positive_int, check_positive_int
 from sasrec.layers.hash_dropout import HashDropout
 from sasrec.layers.masks import merge_masks
 
@@ -37,7 +33,8 @@ class CausalSelfAttention(keras.layers.Layer):
     Args:
         hidden_dim: Model width d (input and output width).
         num_heads: Number of heads; must divide ``hidden_dim``.
-        dropout: Dropout rate on the attention weights.
+        dropout: Dropout rate on the attention weights (checked by the
+            :class:`HashDropout` that applies it, when the layer is built).
         window: If set, position t attends only to t-window+1..t.
         use_bias: Whether the projections have biases.
         **kwargs: Standard ``keras.layers.Layer`` arguments (``name``, ``dtype``).
@@ -64,12 +61,13 @@ class CausalSelfAttention(keras.layers.Layer):
         name = type(self).__name__
         check_positive_int(name, "hidden_dim", hidden_dim)
         check_positive_int(name, "num_heads", num_heads)
+        # The model's only check of this rule: the block, the encoder and
+        # SASRecConfig pass num_heads through and rely on it.
         if hidden_dim % num_heads:
             raise ValueError(
                 f"{name}: num_heads must divide hidden_dim={hidden_dim}, "
                 f"received num_heads={num_heads!r}"
             )
-        check_rate(name, "dropout", dropout)
         check_optional_positive_int(name, "window", window)
         check_bool(name, "use_bias", use_bias)
         self.hidden_dim = hidden_dim
@@ -91,7 +89,9 @@ class CausalSelfAttention(keras.layers.Layer):
         self.key_dense = self._projection("key", input_shape)
         self.value_dense = self._projection("value", input_shape)
         self.output_dense = self._projection("output", input_shape)
-        self.weights_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
+        self.weights_dropout = HashDropout(
+            self.dropout, dtype=self.dtype_policy, name="attention_dropout"
+        )
 
     def call(
         self,
@@ -128,6 +128,21 @@ class CausalSelfAttention(keras.layers.Layer):
         if return_attention_scores:
             return output, weights
         return output
+
+    def numpy_weights(self) -> dict[str, dict[str, Any]]:
+        """Float32 copies of the four projections, for the NumPy serving path.
+
+        Returns:
+            ``{"query", "key", "value", "output"}``, each ``{"kernel": (d, d),
+            "bias": (d,) or None}``; heads are the ``num_heads`` consecutive
+            column groups of width ``head_dim`` (as in :meth:`call`).
+        """
+        return {
+            "query": _numpy_weights.dense(self.query_dense),
+            "key": _numpy_weights.dense(self.key_dense),
+            "value": _numpy_weights.dense(self.value_dense),
+            "output": _numpy_weights.dense(self.output_dense),
+        }
 
     def _projection(self, name: str, input_shape: tuple[int | None, ...]) -> keras.layers.Dense:
         dense = keras.layers.Dense(

@@ -60,10 +60,13 @@ class HashDropout(keras.layers.Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        check_rate(type(self).__name__, "rate", rate)
+        # The one check of every dropout rate of the model: the layers that own
+        # a HashDropout pass their rate here unchecked. The layer name says
+        # which rate it is (e.g. "embedding_dropout").
+        check_rate(f"{type(self).__name__} {self.name!r}", "rate", rate)
         if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
             raise ValueError(
-                f"{type(self).__name__}: seed must be None or an int, received {seed!r}"
+                f"{type(self).__name__}: seed must be None or an int, received seed={seed!r}"
             )
         self.rate = rate
         self.seed = seed

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
+from sasrec.layers import _numpy_weights
 from sasrec.layers._checks import check_positive_int
 
 
@@ -62,6 +64,14 @@ class ItemEmbedding(keras.layers.Layer):
         """``table[ids]`` in ``dtype`` with a dense segment-sum gradient."""
         table = ops.cast(ops.convert_to_tensor(self.embeddings), dtype)
         return _take_rows(table, ops.cast(ids, "int32"))
+
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """A float32 copy of the table, for the NumPy serving path.
+
+        Returns:
+            ``{"embeddings": (N + 1, d)}``, row 0 = padding.
+        """
+        return {"embeddings": _numpy_weights.array(self.embeddings)}
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple:
         return tuple(input_shape) + (self.hidden_dim,)

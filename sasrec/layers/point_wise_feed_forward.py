@@ -6,7 +6,8 @@ from typing import Any
 
 import keras
 
-from sasrec.layers._checks import check_optional_positive_int, check_positive_int, check_rate
+from sasrec.layers import _numpy_weights
+from sasrec.layers._checks import check_optional_positive_int, check_positive_int
 from sasrec.layers.hash_dropout import HashDropout
 
 
@@ -20,7 +21,8 @@ class PointWiseFeedForward(keras.layers.Layer):
     Args:
         hidden_dim: Input and output width d.
         ffn_dim: Inner width f (default ``hidden_dim``).
-        dropout: Dropout after the activation and after the output layer.
+        dropout: Dropout after the activation and after the output layer
+            (checked by the :class:`HashDropout` that applies it, when built).
         activation: Any Keras activation name (``"relu"`` as in the paper,
             ``"gelu"`` ...).
         **kwargs: Standard ``keras.layers.Layer`` arguments.
@@ -43,7 +45,6 @@ class PointWiseFeedForward(keras.layers.Layer):
         name = type(self).__name__
         check_positive_int(name, "hidden_dim", hidden_dim)
         check_optional_positive_int(name, "ffn_dim", ffn_dim)
-        check_rate(name, "dropout", dropout)
         try:
             keras.activations.get(activation)
         except (ValueError, TypeError) as err:
@@ -66,12 +67,30 @@ class PointWiseFeedForward(keras.layers.Layer):
             self.hidden_dim, dtype=self.dtype_policy, name="output"
         )
         self.output_dense.build(tuple(input_shape[:-1]) + (inner,))
-        self.inner_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
-        self.output_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
+        self.inner_dropout = HashDropout(
+            self.dropout, dtype=self.dtype_policy, name="inner_dropout"
+        )
+        self.output_dropout = HashDropout(
+            self.dropout, dtype=self.dtype_policy, name="output_dropout"
+        )
 
     def call(self, x: Any, training: bool = False) -> Any:
         h = self.inner_dropout(self.inner_dense(x), training=training)
         return self.output_dropout(self.output_dense(h), training=training)
+
+    def numpy_weights(self) -> dict[str, Any]:
+        """Float32 copies of both dense layers and the activation, for the NumPy path.
+
+        Returns:
+            ``{"inner": {"kernel", "bias"}, "output": {"kernel", "bias"},
+            "activation": callable}``; ``activation`` is the function the
+            inner layer applies (``keras.activations.relu`` by default).
+        """
+        return {
+            "inner": _numpy_weights.dense(self.inner_dense),
+            "output": _numpy_weights.dense(self.output_dense),
+            "activation": self.inner_dense.activation,
+        }
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple:
         return tuple(input_shape[:-1]) + (self.hidden_dim,)

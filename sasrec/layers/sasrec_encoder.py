@@ -9,12 +9,8 @@ import keras
 from keras import ops
 
 from sasrec.config import POSITION_EMBEDDINGS
-from sasrec.layers._checks import (
-    check_bool,
-    check_optional_positive_int,
-    check_positive_int,
-    check_rate,
-)
+from sasrec.layers import _numpy_weights
+from sasrec.layers._checks import check_positive_int
 from sasrec.layers.hash_dropout import HashDropout
 from sasrec.layers.item_embedding import ItemEmbedding
 from sasrec.layers.position_embedding import PositionEmbedding
@@ -31,7 +27,11 @@ class SASRecEncoder(keras.layers.Layer):
     vector), ``P`` are right-anchored position embeddings and ``mask`` zeroes
     padding positions after every sublayer. The encoder knows nothing about
     the training task; :class:`sasrec.models.SASRec` adds losses and scoring,
-    reusing :attr:`item_embeddings` as the output layer.
+    reusing :attr:`item_embeddings` as the output layer (the encoder is its
+    backbone, as keras-hub's ``GPT2Backbone`` is ``GPT2CausalLM``'s).
+
+    The encoder owns the model's architecture settings; each is checked by
+    the layer that uses it (e.g. ``num_heads`` by :class:`CausalSelfAttention`).
 
     Args:
         num_items: N; ids are 1..N, 0 is padding.
@@ -71,27 +71,12 @@ class SASRecEncoder(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
-        check_positive_int(name, "num_items", num_items)
-        check_positive_int(name, "max_len", max_len)
-        check_positive_int(name, "hidden_dim", hidden_dim)
         check_positive_int(name, "num_blocks", num_blocks)
-        check_positive_int(name, "num_heads", num_heads)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"{name}: num_heads must divide hidden_dim={hidden_dim}, "
-                f"received num_heads={num_heads!r}"
-            )
-        check_optional_positive_int(name, "ffn_dim", ffn_dim)
-        check_rate(name, "dropout", dropout)
-        if attention_dropout is not None:
-            check_rate(name, "attention_dropout", attention_dropout)
-        check_bool(name, "norm_first", norm_first)
         if position_embedding not in POSITION_EMBEDDINGS:
             raise ValueError(
                 f"{name}: position_embedding must be one of {POSITION_EMBEDDINGS}, "
                 f"received position_embedding={position_embedding!r}"
             )
-        check_optional_positive_int(name, "attention_window", attention_window)
         self.num_items = num_items
         self.max_len = max_len
         self.hidden_dim = hidden_dim
@@ -103,8 +88,31 @@ class SASRecEncoder(keras.layers.Layer):
         self.norm_first = norm_first
         self.position_embedding = position_embedding
         self.attention_window = attention_window
+        # Constructing a block checks, where they are used, the settings the
+        # blocks take (num_heads, ffn_dim, norm_first, attention_window ...)
+        # now rather than at build. It holds no weight and draws no seed; it
+        # is not kept, because the blocks must be tracked after the
+        # embeddings (the order of model.weights). num_items, max_len and the
+        # rates are checked by the embeddings and HashDropout when built.
+        self.make_block(0)
+
+    def make_block(self, index: int) -> TransformerBlock:
+        """A new, unbuilt :class:`TransformerBlock` ``block_{index}`` with these settings."""
+        return TransformerBlock(
+            self.hidden_dim,
+            self.num_heads,
+            ffn_dim=self.ffn_dim,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            window=self.attention_window,
+            norm_first=self.norm_first,
+            dtype=self.dtype_policy,
+            name=f"block_{index}",
+        )
 
     def build(self, input_shape: tuple[int | None, ...] = (None, None)) -> None:
+        # Sublayers are created and built in this order, which is the order
+        # of their seeded initializers and of model.weights.
         policy = self.dtype_policy
         hidden_shape = tuple(input_shape[:2]) + (self.hidden_dim,)
         self.item_embedding = ItemEmbedding(
@@ -120,26 +128,31 @@ class SASRecEncoder(keras.layers.Layer):
             self.max_len, self.hidden_dim, dtype=policy, name="position_embedding"
         )
         self.positions.build(hidden_shape)
-        self.embedding_dropout = HashDropout(self.dropout, dtype=policy)
+        self.embedding_dropout = HashDropout(self.dropout, dtype=policy, name="embedding_dropout")
         self.blocks = []
         for index in range(self.num_blocks):
-            block = TransformerBlock(
-                self.hidden_dim,
-                self.num_heads,
-                ffn_dim=self.ffn_dim,
-                dropout=self.dropout,
-                attention_dropout=self.attention_dropout,
-                window=self.attention_window,
-                norm_first=self.norm_first,
-                dtype=policy,
-                name=f"block_{index}",
-            )
+            block = self.make_block(index)
             block.build(hidden_shape)
             self.blocks.append(block)
         self.final_norm = keras.layers.LayerNormalization(
             epsilon=1e-6, dtype=policy, name="final_norm"
         )
         self.final_norm.build(hidden_shape)
+
+    def numpy_weights(self) -> dict[str, Any]:
+        """Float32 copies of every weight, for the NumPy serving path.
+
+        Returns:
+            ``{"item_embeddings": (N + 1, d), "position_embeddings":
+            (max_len, d), "blocks": [TransformerBlock.numpy_weights(), ...],
+            "final_norm": {"gamma", "beta", "epsilon"}}``.
+        """
+        return {
+            "item_embeddings": self.item_embedding.numpy_weights()["embeddings"],
+            "position_embeddings": self.positions.numpy_weights()["embeddings"],
+            "blocks": [block.numpy_weights() for block in self.blocks],
+            "final_norm": _numpy_weights.layer_norm(self.final_norm),
+        }
 
     @property
     def item_embeddings(self) -> keras.Variable:

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sasrec.layers import _numpy_weights
 from sasrec.layers._checks import check_positive_int, checked_width
 
 
@@ -67,6 +68,14 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
         width = checked_width(self, inputs)
         rows = ops.slice(self.embeddings, (self.max_len - width, 0), (width, self.hidden_dim))
         return ops.cast(rows, self.compute_dtype)[None]
+
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """A float32 copy of the table, for the NumPy serving path.
+
+        Returns:
+            ``{"embeddings": (max_len, d)}``; row ``max_len - 1`` is the last column.
+        """
+        return {"embeddings": _numpy_weights.array(self.embeddings)}
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple:
         return (1, input_shape[1], self.hidden_dim)

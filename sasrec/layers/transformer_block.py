@@ -7,12 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from sasrec.layers._checks import (
-    check_bool,
-    check_optional_positive_int,
-    check_positive_int,
-    check_rate,
-)
+from sasrec.layers import _numpy_weights
+from sasrec.layers._checks import check_bool
 from sasrec.layers.causal_self_attention import CausalSelfAttention
 from sasrec.layers.point_wise_feed_forward import PointWiseFeedForward
 
@@ -36,6 +32,10 @@ class TransformerBlock(keras.layers.Layer):
     Dropout follows the SASRec reference code: on the attention weights and
     after each feed-forward layer (the feed-forward output dropout is the
     residual-branch dropout); the attention output is not dropped again.
+
+    Each argument is checked by the sublayer that uses it (``num_heads`` by
+    :class:`CausalSelfAttention`, ``ffn_dim`` and ``activation`` by
+    :class:`PointWiseFeedForward`, the rates by :class:`HashDropout`).
 
     Args:
         hidden_dim: Model width d.
@@ -72,18 +72,6 @@ class TransformerBlock(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
-        check_positive_int(name, "hidden_dim", hidden_dim)
-        check_positive_int(name, "num_heads", num_heads)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"{name}: num_heads must divide hidden_dim={hidden_dim}, "
-                f"received num_heads={num_heads!r}"
-            )
-        check_optional_positive_int(name, "ffn_dim", ffn_dim)
-        check_rate(name, "dropout", dropout)
-        if attention_dropout is not None:
-            check_rate(name, "attention_dropout", attention_dropout)
-        check_optional_positive_int(name, "window", window)
         check_bool(name, "norm_first", norm_first)
         if not (isinstance(epsilon, float | int) and epsilon > 0):
             raise ValueError(f"{name}: epsilon must be > 0, received epsilon={epsilon!r}")
@@ -96,29 +84,31 @@ class TransformerBlock(keras.layers.Layer):
         self.norm_first = norm_first
         self.activation = activation
         self.epsilon = epsilon
-
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        # Constructed here, not in build, so that constructing a block checks
+        # the arguments it passes on (num_heads divides hidden_dim, ffn_dim,
+        # activation ...) where they are used. Neither holds a weight or draws
+        # a seed before it is built; the dropout rates are checked then.
         policy = self.dtype_policy
-        attention_dropout = (
-            self.dropout if self.attention_dropout is None else self.attention_dropout
-        )
         self.attention = CausalSelfAttention(
-            self.hidden_dim,
-            self.num_heads,
-            dropout=attention_dropout,
-            window=self.window,
+            hidden_dim,
+            num_heads,
+            dropout=dropout if attention_dropout is None else attention_dropout,
+            window=window,
             dtype=policy,
             name="attention",
         )
-        self.attention.build(input_shape)
         self.feed_forward = PointWiseFeedForward(
-            self.hidden_dim,
-            self.ffn_dim,
-            dropout=self.dropout,
-            activation=self.activation,
+            hidden_dim,
+            ffn_dim,
+            dropout=dropout,
+            activation=activation,
             dtype=policy,
             name="feed_forward",
         )
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        policy = self.dtype_policy
+        self.attention.build(input_shape)
         self.feed_forward.build(input_shape)
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=self.epsilon, dtype=policy, name="attention_norm"
@@ -128,6 +118,22 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.epsilon, dtype=policy, name="feed_forward_norm"
         )
         self.feed_forward_norm.build(input_shape)
+
+    def numpy_weights(self) -> dict[str, Any]:
+        """Float32 copies of the block's weights, for the NumPy serving path.
+
+        Returns:
+            ``{"attention": CausalSelfAttention.numpy_weights(),
+            "feed_forward": PointWiseFeedForward.numpy_weights(),
+            "attention_norm": {"gamma", "beta", "epsilon"},
+            "feed_forward_norm": {...}}``.
+        """
+        return {
+            "attention": self.attention.numpy_weights(),
+            "feed_forward": self.feed_forward.numpy_weights(),
+            "attention_norm": _numpy_weights.layer_norm(self.attention_norm),
+            "feed_forward_norm": _numpy_weights.layer_norm(self.feed_forward_norm),
+        }
 
     def call(
         self,

@@ -1,113 +1,154 @@
-"""The SASRec model: encoder + next-item task (losses, scoring, top-k)."""
+"""The SASRec model: the next-item task (losses, scoring, top-k) on an encoder."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import math
 from typing import Any
 
 import keras
 from keras import ops
 
-from sasrec.config import validate_model_arguments
+from sasrec.config import LOSSES, SASRecConfig
+from sasrec.layers._checks import check_positive_int
 from sasrec.layers.sasrec_encoder import SASRecEncoder
 
 _NEG_INF = float("-inf")
+
+# The encoder's settings, read from its signature so that they are written
+# once: SASRec accepts them as flat keywords (the SASRecConfig fields) and
+# exposes them as read-only attributes.
+ENCODER_SETTINGS = tuple(
+    name
+    for name, parameter in inspect.signature(SASRecEncoder.__init__).parameters.items()
+    if name != "self" and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+)
+# Encoder settings left out of the flat keywords take SASRecConfig's defaults
+# (max_len=50, hidden_dim=64, dropout=0.2 ...), as SASRec(num_items=...)
+# always did; SASRecEncoder's own defaults serve an encoder built directly.
+_FLAT_DEFAULTS = {
+    field.name: field.default
+    for field in dataclasses.fields(SASRecConfig)
+    if field.name in ENCODER_SETTINGS and field.default is not dataclasses.MISSING
+}
 
 
 @keras.saving.register_keras_serializable(package="sasrec")
 class SASRec(keras.Model):
     """Self-attentive sequential recommender (Kang & McAuley, ICDM 2018).
 
-    The constructor arguments are exactly the fields of
-    :class:`sasrec.config.SASRecConfig` (see there for their meaning). The
-    encoder (:class:`sasrec.layers.SASRecEncoder`) maps left-padded ids
-    ``(B, t)`` to hidden states ``(B, t, d)``; the item table ``E`` is shared
-    with the output layer, so the score of item ``i`` after position ``p`` is
-    ``h_p . E_i``. The loss lives in :meth:`compute_loss`, so training is
-    ``model.compile(optimizer); model.fit(dataset)`` on batches of the
-    training contract (``item_ids``, ``positives``, ``negatives``). Every
-    argument is kept under its own name except ``loss``, stored as
+    The next-item task on a :class:`sasrec.layers.SASRecEncoder`, the way
+    keras-hub's ``GPT2CausalLM`` is a task on a ``GPT2Backbone``: the encoder
+    maps left-padded ids ``(B, t)`` to hidden states ``(B, t, d)`` and owns
+    the architecture settings; the task owns the loss settings. The item
+    table ``E`` is shared with the output layer, so the score of item ``i``
+    after position ``p`` is ``h_p . E_i``. The loss lives in
+    :meth:`compute_loss`, so training is ``model.compile(optimizer);
+    model.fit(dataset)`` on batches of the training contract (``item_ids``,
+    ``positives``, ``negatives``).
+
+    Build it from an encoder, or from the flat settings of
+    :class:`sasrec.config.SASRecConfig` (``SASRec(**config.to_dict())`` or
+    ``config.build_model()``), which builds the encoder named ``"encoder"``
+    with the model's dtype policy. The encoder's settings are readable on the
+    model (``model.num_items``, ``model.max_len`` ...). ``loss`` is stored as
     ``loss_name`` because ``keras.Model.compile`` owns the ``loss`` attribute.
 
+    Args:
+        encoder: The :class:`SASRecEncoder`; None to build one from the
+            encoder settings in ``kwargs``.
+        loss: ``"bce"``, ``"sampled_softmax"``, ``"softmax"`` or ``"gbce"``.
+        num_negatives: Negatives per position for the sampled losses.
+        gbce_t: The calibration parameter t of gBCE.
+        loss_denominator: None (mean over the batch's valid positions) or
+            the number C that divides the summed position losses.
+        **kwargs: The encoder settings (``num_items``, ``max_len`` ...) when
+            ``encoder`` is None (defaults: those of ``SASRecConfig``), and
+            standard ``keras.Model`` arguments.
+
     Example:
-        >>> model = SASRec(num_items=20, max_len=5, hidden_dim=8, loss="bce")
+        >>> encoder = SASRecEncoder(num_items=20, max_len=5, hidden_dim=8)
+        >>> model = SASRec(encoder=encoder, loss="bce")
         >>> ids = keras.ops.convert_to_tensor([[0, 0, 3, 4, 5]])
         >>> tuple(model(ids).shape), tuple(model.score_last(ids).shape)
         ((1, 5, 8), (1, 21))
         >>> top_ids, top_scores = model.top_k(ids, k=3)
         >>> bool(keras.ops.all(top_ids != 3))
         True
+        >>> SASRec(num_items=20, max_len=5, hidden_dim=8).num_items
+        20
     """
 
     def __init__(
         self,
-        num_items: int,
-        max_len: int = 50,
-        hidden_dim: int = 64,
-        num_blocks: int = 2,
-        num_heads: int = 1,
-        ffn_dim: int | None = None,
-        dropout: float = 0.2,
-        attention_dropout: float | None = None,
-        norm_first: bool = True,
-        position_embedding: str = "learned",
-        attention_window: int | None = None,
+        encoder: SASRecEncoder | None = None,
         loss: str = "softmax",
         num_negatives: int = 1,
         gbce_t: float = 0.75,
         loss_denominator: float | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_model_arguments(
-            num_items=num_items,
-            max_len=max_len,
-            hidden_dim=hidden_dim,
-            num_blocks=num_blocks,
-            num_heads=num_heads,
-            ffn_dim=ffn_dim,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            norm_first=norm_first,
-            position_embedding=position_embedding,
-            attention_window=attention_window,
-            loss=loss,
-            num_negatives=num_negatives,
-            gbce_t=gbce_t,
-            loss_denominator=loss_denominator,
-        )
+        encoder_settings = _pop_encoder_settings(kwargs)
+        if encoder is not None and (encoder_settings or not isinstance(encoder, SASRecEncoder)):
+            raise ValueError(
+                "SASRec: pass either encoder=SASRecEncoder(...) or the encoder settings "
+                f"({', '.join(ENCODER_SETTINGS)}) by keyword, received encoder={encoder!r} "
+                f"and {sorted(encoder_settings)}"
+            )
+        self.check_task_arguments(loss, num_negatives, gbce_t, loss_denominator)
         super().__init__(**kwargs)
-        self.num_items = num_items
-        self.max_len = max_len
-        self.hidden_dim = hidden_dim
-        self.num_blocks = num_blocks
-        self.num_heads = num_heads
-        self.ffn_dim = ffn_dim
-        self.dropout = dropout
-        self.attention_dropout = attention_dropout
-        self.norm_first = norm_first
-        self.position_embedding = position_embedding
-        self.attention_window = attention_window
+        if encoder is None:
+            encoder = SASRecEncoder(
+                **{**_FLAT_DEFAULTS, **encoder_settings}, dtype=self.dtype_policy, name="encoder"
+            )
+        self.encoder = encoder
         self.loss_name = loss
         self.num_negatives = num_negatives
         self.gbce_t = gbce_t
         self.loss_denominator = None if loss_denominator is None else float(loss_denominator)
-        self.encoder = SASRecEncoder(
-            num_items=num_items,
-            max_len=max_len,
-            hidden_dim=hidden_dim,
-            num_blocks=num_blocks,
-            num_heads=num_heads,
-            ffn_dim=ffn_dim,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            norm_first=norm_first,
-            position_embedding=position_embedding,
-            attention_window=attention_window,
-            dtype=self.dtype_policy,
-            name="encoder",
-        )
         # Build eagerly: weights exist right away (count_params, set_weights,
         # loading) and no variable is ever created inside a traced function.
-        self.build((None, max_len))
+        self.build((None, encoder.max_len))
+
+    @staticmethod
+    def check_task_arguments(
+        loss: str, num_negatives: int, gbce_t: float, loss_denominator: float | None
+    ) -> None:
+        """Raises ``ValueError`` naming the first bad task argument and its value."""
+        if loss not in LOSSES:
+            raise ValueError(f"SASRec: loss must be one of {LOSSES}, received loss={loss!r}")
+        check_positive_int("SASRec", "num_negatives", num_negatives)
+        if not (_is_number(gbce_t) and 0 <= gbce_t <= 1):
+            raise ValueError(
+                f"SASRec: gbce_t must be a number in [0, 1], received gbce_t={gbce_t!r}"
+            )
+        if loss_denominator is not None and not (
+            _is_number(loss_denominator) and 0 < loss_denominator < math.inf
+        ):
+            raise ValueError(
+                "SASRec: loss_denominator must be None or a finite number > 0, "
+                f"received loss_denominator={loss_denominator!r}"
+            )
+
+    @classmethod
+    def check_arguments(cls, **settings: Any) -> None:
+        """Checks the flat settings of ``SASRec(**settings)`` without creating a weight.
+
+        Constructs the encoder (which checks its settings where they are used,
+        without building) and checks the task arguments; used by
+        :class:`sasrec.config.SASRecConfig`. Settings checked only when the
+        model is built (``num_items``, ``max_len``, the dropout rates) are
+        left to the layers that use them.
+        """
+        encoder_settings = _pop_encoder_settings(settings)
+        # The other settings as the constructor would receive them, defaults
+        # included; checked in the constructor's order (task, then encoder).
+        bound = inspect.signature(cls.__init__).bind(None, **settings)
+        bound.apply_defaults()
+        task_names = inspect.signature(cls.check_task_arguments).parameters
+        cls.check_task_arguments(**{name: bound.arguments[name] for name in task_names})
+        SASRecEncoder(**{**_FLAT_DEFAULTS, **encoder_settings})
 
     def build(self, input_shape: tuple[int | None, ...] = (None, None)) -> None:
         if not self.encoder.built:
@@ -412,20 +453,42 @@ class SASRec(keras.Model):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
-            num_items=self.num_items,
-            max_len=self.max_len,
-            hidden_dim=self.hidden_dim,
-            num_blocks=self.num_blocks,
-            num_heads=self.num_heads,
-            ffn_dim=self.ffn_dim,
-            dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-            norm_first=self.norm_first,
-            position_embedding=self.position_embedding,
-            attention_window=self.attention_window,
+            encoder=keras.saving.serialize_keras_object(self.encoder),
             loss=self.loss_name,
             num_negatives=self.num_negatives,
             gbce_t=self.gbce_t,
             loss_denominator=self.loss_denominator,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SASRec:
+        """Accepts :meth:`get_config` and the flat form saved before the encoder was nested.
+
+        Files saved before carry the encoder settings as flat keys (the
+        ``SASRecConfig`` fields), which the constructor still accepts.
+        """
+        config = dict(config)
+        if isinstance(config.get("encoder"), dict):
+            config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+
+def _pop_encoder_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Removes the encoder settings from ``settings``; returns those given."""
+    return {name: settings.pop(name) for name in ENCODER_SETTINGS if name in settings}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _encoder_setting(name: str) -> property:
+    return property(
+        lambda self: getattr(self.encoder, name),
+        doc=f"The encoder's ``{name}`` (read-only; see :class:`SASRecEncoder`).",
+    )
+
+
+for _name in ENCODER_SETTINGS:
+    setattr(SASRec, _name, _encoder_setting(_name))

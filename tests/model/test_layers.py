@@ -19,8 +19,84 @@ from sasrec.layers import (
     causal_mask,
     merge_masks,
 )
+from tests.test_case import TestCase
 
 np_ = ops.convert_to_numpy
+
+_FLOATS = np.random.default_rng(7).normal(size=(2, 5, 8)).astype("float32")
+_IDS = np.array([[0, 0, 3, 4, 5], [1, 2, 6, 6, 2]], "int32")
+
+# (class, init kwargs, input, output shape, trainable weights) of every public layer.
+LAYER_CASES = {
+    "CausalSelfAttention": (
+        CausalSelfAttention,
+        dict(hidden_dim=8, num_heads=2, dropout=0.1, window=3),
+        _FLOATS,
+        (2, 5, 8),
+        8,
+    ),
+    "HashDropout": (HashDropout, dict(rate=0.3, seed=5), _FLOATS, (2, 5, 8), 0),
+    "ItemEmbedding": (ItemEmbedding, dict(num_items=6, hidden_dim=4), _IDS, (2, 5, 4), 1),
+    "PointWiseFeedForward": (
+        PointWiseFeedForward,
+        dict(hidden_dim=8, ffn_dim=12, dropout=0.1, activation="gelu"),
+        _FLOATS,
+        (2, 5, 8),
+        4,
+    ),
+    "PositionEmbedding": (PositionEmbedding, dict(max_len=7, hidden_dim=4), _IDS, (1, 5, 4), 1),
+    "SinusoidalPositionEmbedding": (
+        SinusoidalPositionEmbedding,
+        dict(max_len=7, hidden_dim=8, base=100.0),
+        _FLOATS,
+        (1, 5, 8),
+        0,
+    ),
+    "TransformerBlock": (
+        TransformerBlock,
+        dict(hidden_dim=8, num_heads=2, ffn_dim=16, dropout=0.1, window=4, norm_first=False),
+        _FLOATS,
+        (2, 5, 8),
+        16,
+    ),
+    "SASRecEncoder-learned": (
+        SASRecEncoder,
+        dict(num_items=9, max_len=6, hidden_dim=8, num_blocks=2, num_heads=2, dropout=0.1),
+        _IDS,
+        (2, 5, 8),
+        1 + 1 + 2 * 16 + 2,
+    ),
+    "SASRecEncoder-sinusoidal": (
+        SASRecEncoder,
+        dict(
+            num_items=9,
+            max_len=6,
+            hidden_dim=8,
+            num_blocks=1,
+            position_embedding="sinusoidal",
+            attention_window=2,
+            norm_first=False,
+        ),
+        _IDS,
+        (2, 5, 8),
+        1 + 16 + 2,
+    ),
+}
+
+
+class TestPublicLayers(TestCase):
+    @pytest.mark.parametrize("name", sorted(LAYER_CASES))
+    def test_layer(self, name):
+        cls, kwargs, inputs, shape, trainable = LAYER_CASES[name]
+        self.run_layer_test(cls, kwargs, inputs, shape, expected_num_trainable_weights=trainable)
+
+    def test_every_public_layer_is_covered(self):
+        import sasrec.layers
+
+        public = {
+            name for name in sasrec.layers.__all__ if isinstance(getattr(sasrec.layers, name), type)
+        }
+        assert public == {cls.__name__ for cls, *_ in LAYER_CASES.values()}
 
 
 def test_causal_mask_hand_checked():
@@ -91,7 +167,12 @@ def test_get_config_round_trip(layer):
     [
         (lambda: CausalSelfAttention(hidden_dim=8, num_heads=3), "num_heads", "3"),
         (lambda: CausalSelfAttention(hidden_dim=0), "hidden_dim", "0"),
-        (lambda: CausalSelfAttention(hidden_dim=8, dropout=1.5), "dropout", "1.5"),
+        # The rate is checked by the HashDropout that applies it, when built.
+        (lambda: CausalSelfAttention(hidden_dim=8, dropout=1.5).build((1, 3, 8)), "dropout", "1.5"),
+        (lambda: PointWiseFeedForward(hidden_dim=8, dropout=2.0).build((1, 8)), "dropout", "2.0"),
+        # A block and an encoder check num_heads through the attention they make.
+        (lambda: TransformerBlock(hidden_dim=8, num_heads=3), "num_heads", "3"),
+        (lambda: SASRecEncoder(num_items=5, max_len=2, hidden_dim=6, num_heads=4), "heads", "4"),
         (lambda: CausalSelfAttention(hidden_dim=8, window=0), "window", "0"),
         (lambda: PointWiseFeedForward(hidden_dim=8, activation="nope"), "activation", "nope"),
         (lambda: PointWiseFeedForward(hidden_dim=8, ffn_dim=-1), "ffn_dim", "-1"),
@@ -217,3 +298,27 @@ def test_item_embedding_lookup_has_a_dense_gradient_equal_to_scatter_add():
     np.add.at(expected, ids.ravel(), upstream.reshape(-1, 3))
     np.testing.assert_allclose(np_(grad), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(np_(rows), np_(table.embeddings)[ids])
+
+
+def test_numpy_weights_are_float32_copies_of_the_variables():
+    encoder = SASRecEncoder(num_items=7, max_len=4, hidden_dim=8, num_blocks=2, num_heads=2)
+    encoder(np.array([[0, 1, 2, 3]]))
+    weights = encoder.numpy_weights()
+    np.testing.assert_array_equal(weights["item_embeddings"], np_(encoder.item_embeddings))
+    assert weights["position_embeddings"].shape == (4, 8)
+    assert len(weights["blocks"]) == 2
+    block, block_weights = encoder.blocks[1], weights["blocks"][1]
+    query = block_weights["attention"]["query"]
+    np.testing.assert_array_equal(query["kernel"], np_(block.attention.query_dense.kernel))
+    np.testing.assert_array_equal(query["bias"], np_(block.attention.query_dense.bias))
+    inner = block_weights["feed_forward"]["inner"]
+    np.testing.assert_array_equal(inner["kernel"], np_(block.feed_forward.inner_dense.kernel))
+    assert block_weights["feed_forward"]["activation"] is keras.activations.relu
+    assert block_weights["attention_norm"]["epsilon"] == 1e-6
+    assert weights["final_norm"]["gamma"].dtype == np.float32
+    # Copies: changing them leaves the layer alone.
+    weights["item_embeddings"][:] = 0
+    assert np.any(np_(encoder.item_embeddings) != 0)
+    no_bias = CausalSelfAttention(hidden_dim=4, use_bias=False)
+    no_bias.build((1, 2, 4))
+    assert no_bias.numpy_weights()["output"]["bias"] is None

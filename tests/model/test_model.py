@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from sasrec.config import SASRecConfig
+from sasrec.layers import SASRecEncoder
 from sasrec.models import SASRec
 
 np_ = ops.convert_to_numpy
@@ -40,6 +41,7 @@ def test_config_round_trip():
     )
     model = SASRec(**config.to_dict())
     assert SASRecConfig.from_dict(model.get_config()) == config
+    assert SASRecConfig.from_dict(config.build_model().get_config()) == config
     clone = SASRec.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
@@ -47,20 +49,148 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("kwargs", "message"),
     [
-        ({"hidden_dim": 10, "num_heads": 3}, "num_heads"),
-        ({"loss": "hinge"}, "loss"),
-        ({"dropout": 1.0}, "dropout"),
-        ({"max_len": 0}, "max_len"),
-        ({"position_embedding": "rotary"}, "position_embedding"),
-        ({"loss_denominator": 0}, "loss_denominator"),
-        ({"loss_denominator": float("nan")}, "loss_denominator"),
+        # Each setting is checked by the layer that uses it, naming it and its value.
+        (
+            {"hidden_dim": 10, "num_heads": 3},
+            r"CausalSelfAttention: num_heads must divide hidden_dim=10, received num_heads=3",
+        ),
+        ({"loss": "hinge"}, r"SASRec: loss must be one of .*, received loss='hinge'"),
+        ({"dropout": 1.0}, r"'embedding_dropout': rate must be .*, received rate=1\.0"),
+        ({"attention_dropout": -0.5}, r"'attention_dropout': rate must be .*, received rate=-0\.5"),
+        ({"max_len": 0}, r"PositionEmbedding: max_len must be an int >= 1, received max_len=0"),
+        ({"num_items": 0}, r"ItemEmbedding: num_items must be an int >= 1, received num_items=0"),
+        (
+            {"position_embedding": "rotary"},
+            r"SASRecEncoder: position_embedding must be one of .*received position_embedding=",
+        ),
+        ({"ffn_dim": 0}, r"PointWiseFeedForward: ffn_dim must be .*received ffn_dim=0"),
+        ({"norm_first": 1}, r"TransformerBlock: norm_first must be a bool, received norm_first=1"),
+        ({"attention_window": 0}, r"CausalSelfAttention: window must be .*received window=0"),
+        ({"num_negatives": 0}, r"SASRec: num_negatives must be .*received num_negatives=0"),
+        ({"gbce_t": 2}, r"SASRec: gbce_t must be a number in \[0, 1\], received gbce_t=2"),
+        ({"loss_denominator": 0}, r"loss_denominator must be .*received loss_denominator=0"),
+        (
+            {"loss_denominator": float("nan")},
+            r"loss_denominator must be .*received loss_denominator=nan",
+        ),
     ],
 )
-def test_bad_config_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=rf"SASRecConfig\.{field} .*received {field}="):
-        SASRec(num_items=10, **kwargs)
+def test_bad_setting_names_the_argument_and_value(kwargs, message):
+    settings = {"num_items": 10, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SASRec(**settings)
+    with pytest.raises(ValueError, match=message):
+        SASRecConfig(**settings).build_model()
+
+
+def test_config_construction_checks_the_unbuilt_settings_and_draws_no_seed():
+    import random
+
+    # Settings used by layers that hold no weight are checked when the config
+    # is made (a bad config.json is refused on load); constructing the
+    # config creates no weight and leaves the seeded initial weights alone.
+    with pytest.raises(ValueError, match=r"num_heads must divide hidden_dim=10, received num_h"):
+        SASRecConfig(num_items=10, hidden_dim=10, num_heads=3)
+    with pytest.raises(ValueError, match=r"SASRec: loss must be one of"):
+        SASRecConfig(num_items=10, loss="hinge")
+    state = random.getstate()
+    config = SASRecConfig(num_items=10, hidden_dim=8, num_heads=2)
+    assert random.getstate() == state
+    keras.utils.set_random_seed(1)
+    direct = SASRec(**config.to_dict()).get_weights()
+    keras.utils.set_random_seed(1)
+    SASRecConfig(num_items=10, hidden_dim=8, num_heads=2)
+    built = config.build_model().get_weights()
+    assert len(direct) == len(built) and all(np.array_equal(a, b) for a, b in zip(direct, built))
+
+
+def test_task_composed_from_an_encoder_equals_the_flat_form():
+    keras.utils.set_random_seed(3)
+    flat = SASRec(num_items=12, max_len=5, hidden_dim=8, num_heads=2, loss="gbce", gbce_t=0.5)
+    keras.utils.set_random_seed(3)
+    encoder = SASRecEncoder(
+        num_items=12, max_len=5, hidden_dim=8, num_heads=2, dropout=0.2, name="encoder"
+    )
+    composed = SASRec(encoder=encoder, loss="gbce", gbce_t=0.5)
+    assert composed.encoder is encoder
+    # Same settings, weights in the same order under the same paths (the
+    # models' own names differ).
+    unnamed = [{k: v for k, v in m.get_config().items() if k != "name"} for m in (composed, flat)]
+    assert unnamed[0] == unnamed[1]
+    paths = [[w.path.split("/", 1)[1] for w in m.weights] for m in (composed, flat)]
+    assert paths[0] == paths[1]
+    ids = np.array([[0, 0, 3, 4, 5]], np.int32)
+    np.testing.assert_array_equal(np_(composed(ids)), np_(flat(ids)))
+    # The encoder's settings read through the task.
+    assert (composed.num_items, composed.max_len, composed.hidden_dim) == (12, 5, 8)
+    assert (composed.num_heads, composed.position_embedding, composed.loss_name) == (
+        2,
+        "learned",
+        "gbce",
+    )
+    with pytest.raises(ValueError, match=r"either encoder=SASRecEncoder\(\.\.\.\) or the encoder"):
+        SASRec(encoder=encoder, num_items=12)
+    with pytest.raises(ValueError, match=r"received encoder=12"):
+        SASRec(12)
+
+
+def test_get_config_nests_the_serialized_encoder():
+    model = SASRec(num_items=9, max_len=4, hidden_dim=4, loss="bce")
+    config = model.get_config()
+    assert config["encoder"]["registered_name"] == "sasrec>SASRecEncoder"
+    assert config["encoder"]["config"]["num_items"] == 9
+    assert "num_items" not in config  # said once, by the encoder
+    assert {k: config[k] for k in ("loss", "num_negatives", "gbce_t", "loss_denominator")} == {
+        "loss": "bce",
+        "num_negatives": 1,
+        "gbce_t": 0.75,
+        "loss_denominator": None,
+    }
+
+
+def _flat_config(model: SASRec) -> dict:
+    """The get_config of a SASRec saved before the encoder was nested."""
+    base = keras.Model.get_config(model)
+    return {**base, **SASRecConfig.from_dict(model.get_config()).to_dict()}
+
+
+def test_from_config_accepts_the_flat_form_saved_before(tmp_path):
+    import json
+    import zipfile
+
+    keras.utils.set_random_seed(4)
+    model = SASRec(num_items=11, max_len=5, hidden_dim=8, num_heads=2, num_blocks=1, loss="bce")
+    clone = SASRec.from_config(_flat_config(model))
+    assert clone.get_config() == model.get_config()
+    # A .keras file whose config.json has the flat form loads with its weights.
+    model.save(tmp_path / "nested.keras")
+    with zipfile.ZipFile(tmp_path / "nested.keras") as source:
+        files = {name: source.read(name) for name in source.namelist()}
+    saved = json.loads(files["config.json"])
+    saved["config"] = _flat_config(model)
+    files["config.json"] = json.dumps(saved).encode()
+    with zipfile.ZipFile(tmp_path / "flat.keras", "w") as target:
+        for name, data in files.items():
+            target.writestr(name, data)
+    loaded = keras.saving.load_model(tmp_path / "flat.keras")
+    ids = np.array([[0, 1, 2, 3, 4]], np.int32)
+    np.testing.assert_array_equal(np_(loaded(ids)), np_(model(ids)))
+
+
+def test_model_file_saved_by_the_flat_config_code_still_loads():
+    # Saved by the SASRec of before the encoder was nested (flat get_config).
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    loaded = keras.saving.load_model(data / "sasrec_flat_config.keras")
+    assert isinstance(loaded, SASRec)
+    assert SASRecConfig.from_dict(loaded.get_config()) == SASRecConfig(
+        num_items=6, max_len=4, hidden_dim=4, num_blocks=1, num_heads=2, dropout=0.0, loss="bce"
+    )
+    out = np_(loaded(np.array([[0, 1, 2, 3]], np.int32)))
+    np.testing.assert_array_equal(out, np.load(data / "sasrec_flat_config_output.npy"))
 
 
 def test_call_accepts_ids_or_batch_dict(model):
