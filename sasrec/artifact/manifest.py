@@ -44,7 +44,7 @@ def manifest_max_len(manifest: dict[str, Any], model: Any) -> int:
     """
     if "max_len" in manifest:
         return int(manifest["max_len"])
-    return int(model.get_config()["max_len"])
+    return int(model.max_len)
 
 
 def manifest_created_at(manifest: dict[str, Any]) -> dt.datetime | None:

@@ -261,3 +261,13 @@ def test_summary_metrics_prefers_the_training_summary():
     assert summary_metrics(written) == {"full/sasrec/ndcg@10": 0.1}
     nested = {"full": {"ndcg@10": 0.25, "flag": True}, "note": "text", "epochs": 3}
     assert summary_metrics(nested) == {"full/ndcg@10": 0.25, "epochs": 3.0}
+
+
+def test_manifest_without_max_len_takes_the_models():
+    # Manifests written before max_len was recorded: the model's encoder says it.
+    from sasrec.artifact import manifest_max_len
+    from sasrec.config import SASRecConfig
+
+    model = SASRecConfig(num_items=9, max_len=7, hidden_dim=8, num_heads=2).build_model()
+    assert manifest_max_len({}, model) == 7
+    assert manifest_max_len({"max_len": 5}, model) == 5
