@@ -25,6 +25,7 @@ import grpc
 
 from sasrec.serving.convert import model_info_to_proto, recommendation_to_proto, request_from_proto
 from sasrec.serving.errors import DeadlineExceededError, ModelUnavailableError
+from sasrec.serving.server import MalformedRequestError, parse_request
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import error_status, prepare_batch
 from sasrec.serving.serving_metrics import ServingMetrics
@@ -35,6 +36,7 @@ logger = logging.getLogger("sasrec.serving")
 _RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO = 0, 1, 2
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _OK = grpc.StatusCode.OK.value[0]
+_LATE = "deadline passed before the answer was ready"
 
 
 def load_extension() -> Any:
@@ -75,6 +77,7 @@ class _Job:
     started: float
     prepared: list[Any]
     batch: bool
+    deadline: float | None  # time.perf_counter() value, None: no deadline
 
 
 class NativeFrontend:
@@ -117,6 +120,7 @@ class NativeFrontend:
             reuse_port=options.reuse_port,
         )
         self._options = options
+        self._address = f"{options.host}:{options.port}"
         self._current = current_predictor
         self._metrics = metrics
         self._thread: threading.Thread | None = None
@@ -136,6 +140,7 @@ class NativeFrontend:
         self._frontend.set_serving(False)
         if drain:
             time.sleep(drain)
+        logger.info("refusing new calls", extra={"fields": {"address": self._address}})
         self._frontend.shutdown(grace)
         if self._thread is not None:
             self._thread.join(timeout=grace + 5)
@@ -170,6 +175,7 @@ class NativeFrontend:
         for call_id, method, payload, remaining, age, rejected in items:
             name = _METHOD_NAMES[method]
             started = now - age
+            deadline = None if remaining is None else now + remaining
             if rejected >= 0:
                 self._metrics.observe_call(name, _CODE_NAMES.get(rejected, "UNKNOWN"), age)
                 continue
@@ -180,27 +186,40 @@ class NativeFrontend:
                 if predictor is None:
                     raise ModelUnavailableError("no model loaded yet; retry when health is SERVING")
                 if method == _MODEL_INFO:
+                    parse_request(pb.GetModelInfoRequest, payload)
                     body = model_info_to_proto(predictor.info()).SerializeToString()
                     self._finish_ok(call_id, name, started, body)
                 elif method == _RECOMMEND:
-                    request = pb.RecommendRequest.FromString(payload)
+                    request = parse_request(pb.RecommendRequest, payload)
                     prepared = [predictor.prepare(request_from_proto(request))]
-                    jobs.append(_Job(call_id, name, started, prepared, batch=False))
+                    jobs.append(_Job(call_id, name, started, prepared, False, deadline))
                 else:
-                    request = pb.RecommendBatchRequest.FromString(payload)
+                    request = parse_request(pb.RecommendBatchRequest, payload)
                     prepared = prepare_batch(predictor, request)
-                    jobs.append(_Job(call_id, name, started, prepared, batch=True))
+                    jobs.append(_Job(call_id, name, started, prepared, True, deadline))
+            except MalformedRequestError as err:
+                self._finish_status(call_id, name, started, grpc.StatusCode.INVALID_ARGUMENT, err)
             except Exception as err:
                 self._finish_error(call_id, name, started, err)
         if expired:
             self._metrics.observe_skipped("deadline", expired)
         if not jobs:
             return
-        rows = [p for job in jobs for p in job.prepared]
         try:
             hook = self._options.batch_hook
-            if hook is not None and any(p.needs_model for p in rows):
-                hook(len(rows))
+            if hook is not None and any(p.needs_model for job in jobs for p in job.prepared):
+                hook(sum(len(job.prepared) for job in jobs))
+        except Exception as err:
+            for job in jobs:
+                self._finish_error(job.call_id, job.method, job.started, err)
+            return
+        # The same rule as the Python front end's batcher: a deadline that passed
+        # before scoring starts means no scoring.
+        jobs = self._unexpired(jobs)
+        if not jobs:
+            return
+        rows = [p for job in jobs for p in job.prepared]
+        try:
             answers = predictor.predict(rows)
         except Exception as err:
             for job in jobs:
@@ -208,9 +227,15 @@ class NativeFrontend:
             return
         self._metrics.observe_batch(sum(1 for p in rows if p.needs_model))
         at = 0
+        done = time.perf_counter()
         for job in jobs:
             recs = answers[at : at + len(job.prepared)]
             at += len(job.prepared)
+            if job.deadline is not None and job.deadline <= done:
+                # gRPC drops a late answer anyway; book it as what the client sees.
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                self._finish_status(job.call_id, job.method, job.started, code, _LATE)
+                continue
             if job.batch:
                 message = pb.RecommendBatchResponse(
                     responses=[recommendation_to_proto(r) for r in recs]
@@ -218,6 +243,25 @@ class NativeFrontend:
             else:
                 message = recommendation_to_proto(recs[0])
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
+
+    def _unexpired(self, jobs: list[_Job]) -> list[_Job]:
+        """The jobs whose deadline has not passed; the others are answered DEADLINE_EXCEEDED."""
+        now = time.perf_counter()
+        live = [job for job in jobs if job.deadline is None or job.deadline > now]
+        if len(live) < len(jobs):
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            message = "deadline passed before the request was scored"
+            for job in jobs:
+                if job.deadline is not None and job.deadline <= now:
+                    self._finish_status(job.call_id, job.method, job.started, code, message)
+            self._metrics.observe_skipped("deadline", len(jobs) - len(live))
+        return live
+
+    def _finish_status(
+        self, call_id: int, method: str, started: float, code: grpc.StatusCode, message: Any
+    ) -> None:
+        self._frontend.finish(call_id, code.value[0], str(message), b"", b"")
+        self._metrics.observe_call(method, code.name, time.perf_counter() - started)
 
     def _finish_ok(self, call_id: int, method: str, started: float, body: bytes) -> None:
         self._frontend.finish(call_id, _OK, "", body, b"")
