@@ -2,7 +2,7 @@
 
 gRPC's C++ server (``serving/native/frontend.cc``, built by ``make native``)
 accepts calls, checks the bearer token and the concurrent-call limit, and
-serves health and reflection. Calls reach Python as raw request bytes, a
+serves health. Calls reach Python as raw request bytes, a
 queue-full at a time: one thread here takes whatever arrived while the last
 batch was being scored, answers all of it with one model call, and hands
 back each call's response bytes or error status. Python's per-call gRPC work
@@ -33,7 +33,7 @@ from sasrec.serving.v1 import recommender_pb2 as pb
 
 logger = logging.getLogger("sasrec.serving")
 
-_RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO = 0, 1, 2
+_RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO, _REFLECTION = 0, 1, 2, 3
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _OK = grpc.StatusCode.OK.value[0]
 _LATE = "deadline passed before the answer was ready"
@@ -124,6 +124,7 @@ class NativeFrontend:
         self._current = current_predictor
         self._metrics = metrics
         self._thread: threading.Thread | None = None
+        self._reflection: Any = None  # the Python server's reflection code, made on first use
 
     def start(self) -> int:
         """Binds the port (health NOT_SERVING) and starts answering; returns the port."""
@@ -173,6 +174,9 @@ class NativeFrontend:
         jobs: list[_Job] = []
         expired = 0
         for call_id, method, payload, remaining, age, rejected in items:
+            if method == _REFLECTION:
+                self._reflect(call_id, payload)
+                continue
             name = _METHOD_NAMES[method]
             started = now - age
             deadline = None if remaining is None else now + remaining
@@ -243,6 +247,27 @@ class NativeFrontend:
             else:
                 message = recommendation_to_proto(recs[0])
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
+
+    def _reflect(self, call_id: int, payload: bytes) -> None:
+        """Answers one server reflection request (the C++ side checked the token)."""
+        from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+        from sasrec.serving.server import SERVICE_NAME
+
+        if self._reflection is None:
+            names = (SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME)
+            self._reflection = reflection.ReflectionServicer(names)
+        try:
+            request = parse_request(reflection_pb2.ServerReflectionRequest, payload)
+            answer = next(iter(self._reflection.ServerReflectionInfo([request], None)))
+        except MalformedRequestError as err:
+            code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            self._frontend.finish(call_id, code, str(err), b"", b"")
+        except Exception as err:  # one bad request must not cost the batch its answers
+            code, message, _details = error_status(err)
+            self._frontend.finish(call_id, code.value[0], message, b"", b"")
+        else:
+            self._frontend.finish(call_id, _OK, "", answer.SerializeToString(), b"")
 
     def _unexpired(self, jobs: list[_Job]) -> list[_Job]:
         """The jobs whose deadline has not passed; the others are answered DEADLINE_EXCEEDED."""
