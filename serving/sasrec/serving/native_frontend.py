@@ -129,6 +129,7 @@ class NativeFrontend:
     def start(self) -> int:
         """Binds the port (health NOT_SERVING) and starts answering; returns the port."""
         port = self._frontend.start()
+        self._address = f"{self._options.host}:{port}"
         self._thread = threading.Thread(target=self._serve, name="sasrec-native", daemon=True)
         self._thread.start()
         return port
