@@ -36,6 +36,8 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 RECOMMEND = "/sasrec.v1.Recommender/Recommend"
 RECOMMEND_BATCH = "/sasrec.v1.Recommender/RecommendBatch"
 MODEL_INFO = "/sasrec.v1.Recommender/GetModelInfo"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 GOOD_REQUEST = recommender_pb2.RecommendRequest(history=["sku-01", "sku-02"], k=3)
 
 
@@ -90,11 +92,21 @@ BAD_UTF8 = b"\x0a\x02\xff\xfe"  # history[0] (field 1, string) = b"\xff\xfe"
         # requests[0] (field 1, message) holding the bad string
         (RECOMMEND_BATCH, b"\x0a\x04" + BAD_UTF8, "sasrec.v1.RecommendBatchRequest"),
         (MODEL_INFO, NOT_PROTOBUF, "sasrec.v1.GetModelInfoRequest"),
+        (HEALTH_CHECK, NOT_PROTOBUF, None),  # native: gRPC C++'s own message
+        (HEALTH_CHECK, BAD_UTF8, None),  # service (field 1) = b"\xff\xfe"
     ],
-    ids=["recommend-garbage", "recommend-utf8", "batch-garbage", "batch-utf8", "info-garbage"],
+    ids=[
+        "recommend-garbage",
+        "recommend-utf8",
+        "batch-garbage",
+        "batch-utf8",
+        "info-garbage",
+        "health-garbage",
+        "health-utf8",
+    ],
 )
 def test_malformed_body_is_invalid_argument_without_error_logs(
-    server, caplog: pytest.LogCaptureFixture, method: str, body: bytes, type_name: str
+    server, caplog: pytest.LogCaptureFixture, method: str, body: bytes, type_name: str | None
 ) -> None:
     with grpc.insecure_channel(server.address) as channel:
         with caplog.at_level(logging.DEBUG):
@@ -102,12 +114,26 @@ def test_malformed_body_is_invalid_argument_without_error_logs(
             # Give a late log line (grpcio logs after the call ends) a chance to appear.
             time.sleep(0.2)
         assert code == CODE.INVALID_ARGUMENT, (code, details)
-        assert type_name in details and len(details) < 200
+        assert type_name is None or type_name in details
+        assert len(details) < 200
         loud = [r for r in caplog.records if r.levelno > logging.WARNING or r.exc_info]
         assert loud == [], [(r.name, r.levelname, r.getMessage()) for r in loud]
         # The server is fine afterwards.
         answer = raw_call(channel, RECOMMEND, GOOD_REQUEST.SerializeToString(), metadata=AUTH)
         assert len(recommender_pb2.RecommendResponse.FromString(answer).items) == 3
+
+
+def test_malformed_reflection_request_is_invalid_argument(
+    server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        stream = channel.stream_stream(REFLECTION)
+        with caplog.at_level(logging.DEBUG), pytest.raises(grpc.RpcError) as info:
+            list(stream(iter([NOT_PROTOBUF]), timeout=10, metadata=AUTH))
+        assert info.value.code() == CODE.INVALID_ARGUMENT
+        assert "grpc.reflection.v1alpha.ServerReflectionRequest" in info.value.details()
+        loud = [r for r in caplog.records if r.levelno > logging.WARNING or r.exc_info]
+        assert loud == [], [(r.name, r.levelname, r.getMessage()) for r in loud]
 
 
 def test_malformed_body_needs_the_token_first(server) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
@@ -336,9 +336,12 @@ class RecommenderServer:
         self._health = health.aio.HealthServicer()
         for service in ("", SERVICE_NAME):
             await self._health.set(service, _NOT_SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        # Health and reflection take raw bodies too: the same answer to a malformed one.
+        server.add_generic_rpc_handlers(
+            (
+                _health_handler(self._health),
+                _reflection_handler((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+            )
         )
         address = f"{opts.host}:{opts.port}"
         if opts.tls_cert is not None and opts.tls_key is not None:
@@ -489,10 +492,7 @@ def _parsing(
     """
 
     async def handle(body: bytes, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            request = parse_request(request_type, body)
-        except MalformedRequestError as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        request = await _parse_or_abort(request_type, body, context)
         response = await behavior(request, context)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
@@ -502,6 +502,51 @@ def _parsing(
         return response
 
     return handle
+
+
+async def _parse_or_abort(
+    request_type: type[Message], body: bytes, context: grpc.aio.ServicerContext
+) -> Any:
+    try:
+        return parse_request(request_type, body)
+    except MalformedRequestError as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+
+
+def _health_handler(servicer: Any) -> grpc.GenericRpcHandler:
+    """``grpc.health.v1.Health`` of ``servicer`` with raw request bodies."""
+    request_type = health_pb2.HealthCheckRequest
+
+    async def check(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await servicer.Check(await _parse_or_abort(request_type, body, context), context)
+
+    async def watch(body: bytes, context: grpc.aio.ServicerContext) -> None:
+        await servicer.Watch(await _parse_or_abort(request_type, body, context), context)
+
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(check, response_serializer=_serialize),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, response_serializer=_serialize),
+    }
+    return grpc.method_handlers_generic_handler(health.SERVICE_NAME, handlers)
+
+
+def _reflection_handler(service_names: tuple[str, ...]) -> grpc.GenericRpcHandler:
+    """Server reflection (``grpc.reflection.v1alpha``) with raw request bodies."""
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    request_type = reflection_pb2.ServerReflectionRequest
+
+    async def info(bodies: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def requests() -> Any:
+            async for body in bodies:
+                yield await _parse_or_abort(request_type, body, context)
+
+        async for response in servicer.ServerReflectionInfo(requests(), context):
+            yield response
+
+    handler = grpc.stream_stream_rpc_method_handler(info, response_serializer=_serialize)
+    return grpc.method_handlers_generic_handler(
+        reflection.SERVICE_NAME, {"ServerReflectionInfo": handler}
+    )
 
 
 def start_server(
