@@ -31,7 +31,7 @@ if [ "$rebuild" -eq 1 ]; then
   g++ -O2 -std=c++17 -shared -fPIC -fvisibility=hidden -I "$GEN" \
     $("$PY" -m pybind11 --includes) -o "$LIB.tmp" \
     "$SRC" "$STEM.pb.cc" "$STEM.grpc.pb.cc" \
-    $(pkg-config --cflags --libs grpc++ protobuf) -lgrpc++_reflection -lpthread
+    $(pkg-config --cflags --libs grpc++ protobuf) -lpthread
   mv -f "$LIB.tmp" "$LIB"
   echo "build.sh: built $LIB" >&2
 else

@@ -8,12 +8,18 @@
 // runs once per batch of calls instead of once per call, and the contract's
 // logic (validation, error details, the model) stays in Python.
 //
-// Health (grpc.health.v1, C++'s default service) and server reflection
-// (grpc::reflection) are served here too, without Python.
+// Health (grpc.health.v1, C++'s default service) is served here, without
+// Python, and without a token. Server reflection (a bidirectional stream)
+// needs the token like every other method (gRPC C++ server interceptors
+// cannot refuse a call, so the reflection plugin is not used): this front
+// end checks the token and hands each reflection request to Python, which
+// answers it with the Python server's reflection code (one response per
+// request). A call must carry exactly one `authorization` header, as on the
+// Python server.
 //
 // Built by serving/native/build.sh into sasrec/serving/_native_frontend*.so.
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <pybind11/pybind11.h>
@@ -45,19 +51,28 @@ using RawService = sasrec::v1::Recommender::WithRawMethod_Recommend<
         sasrec::v1::Recommender::WithRawMethod_GetModelInfo<sasrec::v1::Recommender::Service>>>;
 
 constexpr int kNumMethods = 3;  // Recommend, RecommendBatch, GetModelInfo (proto order)
+constexpr int kReflection = 3;  // the method index Python sees for a reflection request
+const char* const kReflectionMethod =
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 const char* const kServiceName = "sasrec.v1.Recommender";
 const char* const kAuthMessage = "missing or invalid 'authorization: Bearer' token";
 const char* const kOverloadMessage = "Concurrent RPC limit exceeded!";
 
 class Frontend;
 
+// What the completion queue hands back: a unary call or a stream.
+struct Tag {
+  explicit Tag(bool is_stream) : stream(is_stream) {}
+  const bool stream;
+};
+
 // One call's life: REQUESTED (waiting for a client) -> WAITING (queued for or
 // held by Python) -> FINISHING (response sent) -> deleted.
-struct Call {
+struct Call : Tag {
   enum class State { kRequested, kWaiting, kFinishing };
 
   Call(Frontend* owner, int method_index)
-      : frontend(owner), method(method_index), responder(&context) {}
+      : Tag(false), frontend(owner), method(method_index), responder(&context) {}
 
   Frontend* frontend;
   int method;
@@ -67,6 +82,22 @@ struct Call {
   grpc::ServerContext context;
   grpc::ByteBuffer request;
   grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder;
+};
+
+// A call of a method without a generated handler (only reflection is served):
+// REQUESTED -> READING -> WAITING (Python) -> WRITING -> READING ... ->
+// FINISHING (client half-closed, or an error) -> deleted.
+struct StreamCall : Tag {
+  enum class State { kRequested, kReading, kWaiting, kWriting, kFinishing };
+
+  StreamCall() : Tag(true), stream(&context) {}
+
+  State state = State::kRequested;
+  uint64_t id = 0;
+  Steady::time_point arrival;
+  grpc::GenericServerContext context;
+  grpc::GenericServerAsyncReaderWriter stream;
+  grpc::ByteBuffer message;
 };
 
 // What Python receives for one call. `rejected` >= 0 marks a call the front
@@ -112,7 +143,6 @@ class Frontend {
     std::lock_guard<std::mutex> start_lock(lifecycle_mu_);
     if (server_) throw std::runtime_error("front end already started");
     grpc::EnableDefaultHealthCheckService(true);
-    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, reuse_port_ ? 1 : 0);
     std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -126,6 +156,7 @@ class Frontend {
     int port = 0;
     builder.AddListeningPort(address_, credentials, &port);
     builder.RegisterService(&service_);
+    builder.RegisterAsyncGenericService(&generic_);
     cq_ = builder.AddCompletionQueue();
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0) {
@@ -134,6 +165,7 @@ class Frontend {
     }
     SetServing(false);
     for (int m = 0; m < kNumMethods; ++m) Arm(m);
+    ArmStream();
     poller_ = std::thread([this] { Poll(); });
     return port;
   }
@@ -179,7 +211,22 @@ class Frontend {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = waiting_.find(id);
-      if (it == waiting_.end()) return false;
+      if (it == waiting_.end()) {
+        auto stream = waiting_streams_.find(id);
+        if (stream == waiting_streams_.end()) return false;
+        StreamCall* s = stream->second;
+        waiting_streams_.erase(stream);
+        if (code == static_cast<int>(grpc::StatusCode::OK)) {
+          s->state = StreamCall::State::kWriting;
+          grpc::Slice slice(payload);
+          grpc::ByteBuffer buffer(&slice, 1);
+          s->stream.Write(buffer, s);
+        } else {
+          s->state = StreamCall::State::kFinishing;
+          s->stream.Finish(grpc::Status(static_cast<grpc::StatusCode>(code), message, details), s);
+        }
+        return true;
+      }
       call = it->second;
       waiting_.erase(it);
       call->state = Call::State::kFinishing;
@@ -210,6 +257,12 @@ class Frontend {
           left.push_back(call);
         }
         waiting_.clear();
+        for (auto& [id, s] : waiting_streams_) {
+          s->state = StreamCall::State::kFinishing;
+          s->stream.Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"),
+                           s);
+        }
+        waiting_streams_.clear();
       }
       cv_.notify_all();
       for (Call* call : left) {
@@ -243,23 +296,100 @@ class Frontend {
     switch (method) {
       case 0:
         service_.RequestRecommend(&call->context, &call->request, &call->responder, cq_.get(),
-                                  cq_.get(), call);
+                                  cq_.get(), static_cast<Tag*>(call));
         break;
       case 1:
         service_.RequestRecommendBatch(&call->context, &call->request, &call->responder,
-                                       cq_.get(), cq_.get(), call);
+                                       cq_.get(), cq_.get(), static_cast<Tag*>(call));
         break;
       default:
         service_.RequestGetModelInfo(&call->context, &call->request, &call->responder,
-                                     cq_.get(), cq_.get(), call);
+                                     cq_.get(), cq_.get(), static_cast<Tag*>(call));
     }
+  }
+
+  void ArmStream() {
+    auto* s = new StreamCall();
+    generic_.RequestCall(&s->context, &s->stream, cq_.get(), cq_.get(), s);
+  }
+
+  // Runs on the completion-queue thread for each finished step of a stream.
+  void Step(StreamCall* s, bool ok) {
+    switch (s->state) {
+      case StreamCall::State::kRequested:
+        if (!ok) {  // the server is shutting down
+          delete s;
+          return;
+        }
+        ArmStream();
+        in_flight_.fetch_add(1);
+        s->arrival = Steady::now();
+        if (s->context.method() != kReflectionMethod) {
+          FinishStream(s, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, ""));
+        } else if (!expected_auth_.empty() && !Authorized(s->context)) {
+          FinishStream(s, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, kAuthMessage));
+        } else {
+          s->state = StreamCall::State::kReading;
+          s->stream.Read(&s->message, s);
+        }
+        return;
+      case StreamCall::State::kReading:
+        if (!ok) {  // the client is done sending (or gone)
+          FinishStream(s, grpc::Status::OK);
+          return;
+        }
+        Enqueue(s);
+        return;
+      case StreamCall::State::kWriting:
+        if (!ok) {
+          FinishStream(s, grpc::Status(grpc::StatusCode::CANCELLED, "client gone"));
+          return;
+        }
+        s->state = StreamCall::State::kReading;
+        s->stream.Read(&s->message, s);
+        return;
+      case StreamCall::State::kFinishing:
+        in_flight_.fetch_sub(1);
+        delete s;
+        return;
+      case StreamCall::State::kWaiting:
+        return;  // never a completion-queue event
+    }
+  }
+
+  static void FinishStream(StreamCall* s, const grpc::Status& status) {
+    s->state = StreamCall::State::kFinishing;
+    s->stream.Finish(status, s);
+  }
+
+  // Queues one reflection request for Python (answered through Finish).
+  void Enqueue(StreamCall* s) {
+    Queued q{0, kReflection, ToString(s->message), Steady::now(), s->context.deadline(), -1};
+    s->message.Clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) {
+        FinishStream(s, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+        return;
+      }
+      q.id = ++next_id_;
+      s->id = q.id;
+      s->state = StreamCall::State::kWaiting;
+      waiting_streams_.emplace(q.id, s);
+      queue_.push_back(std::move(q));
+    }
+    cv_.notify_one();
   }
 
   void Poll() {
     void* tag = nullptr;
     bool ok = false;
     while (cq_->Next(&tag, &ok)) {
-      auto* call = static_cast<Call*>(tag);
+      if (static_cast<Tag*>(tag)->stream) {
+        Step(static_cast<StreamCall*>(static_cast<Tag*>(tag)), ok);
+        continue;
+      }
+      auto* call = static_cast<Call*>(static_cast<Tag*>(tag));
       if (call->state == Call::State::kRequested) {
         if (!ok) {  // the server is shutting down: no new call here
           delete call;
@@ -315,13 +445,18 @@ class Frontend {
     cv_.notify_one();
   }
 
+  // Exactly one `authorization` header holding the token (compared in
+  // constant time); two headers are refused whatever they hold.
   bool Authorized(const grpc::ServerContext& context) const {
     const auto& metadata = context.client_metadata();
-    auto range = metadata.equal_range("authorization");
-    for (auto it = range.first; it != range.second; ++it) {
-      if (std::string(it->second.data(), it->second.size()) == expected_auth_) return true;
+    if (metadata.count("authorization") != 1) return false;
+    const auto& given = metadata.find("authorization")->second;
+    if (given.size() != expected_auth_.size()) return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < given.size(); ++i) {
+      diff |= static_cast<unsigned char>(given.data()[i] ^ expected_auth_[i]);
     }
-    return false;
+    return diff == 0;
   }
 
   static void Respond(Call* call, grpc::StatusCode code, const std::string& message,
@@ -329,9 +464,10 @@ class Frontend {
     if (code == grpc::StatusCode::OK) {
       grpc::Slice slice(payload);
       grpc::ByteBuffer buffer(&slice, 1);
-      call->responder.Finish(buffer, grpc::Status::OK, call);
+      call->responder.Finish(buffer, grpc::Status::OK, static_cast<Tag*>(call));
     } else {
-      call->responder.FinishWithError(grpc::Status(code, message, details), call);
+      call->responder.FinishWithError(grpc::Status(code, message, details),
+                                      static_cast<Tag*>(call));
     }
   }
 
@@ -343,6 +479,7 @@ class Frontend {
   const bool reuse_port_;
 
   RawService service_;
+  grpc::AsyncGenericService generic_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::unique_ptr<grpc::Server> server_;
   std::thread poller_;
@@ -353,6 +490,7 @@ class Frontend {
   std::condition_variable cv_;
   std::deque<Queued> queue_;
   std::unordered_map<uint64_t, Call*> waiting_;
+  std::unordered_map<uint64_t, StreamCall*> waiting_streams_;
   uint64_t next_id_ = 0;
   bool closed_ = false;
   std::atomic<int> in_flight_{0};

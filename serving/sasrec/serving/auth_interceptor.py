@@ -8,14 +8,19 @@ from typing import Any
 
 import grpc
 
-# Health checks must work for load balancers and orchestrators without secrets.
+# Health checks must work for load balancers and orchestrators without secrets;
+# everything else, server reflection included, needs the token. The native
+# front end (serving/native/frontend.cc) applies the same rule.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without ``authorization: Bearer <token>`` metadata.
 
-    Missing or wrong tokens get ``UNAUTHENTICATED``; health checks are open.
+    Missing or wrong tokens get ``UNAUTHENTICATED``; health checks are open,
+    reflection is not. A call must carry exactly one ``authorization`` header:
+    two are refused whatever they hold (a proxy that checks or adds one header
+    and a server that reads another must never disagree on who is calling).
     Tokens are compared in constant time.
 
     Args:
@@ -51,15 +56,18 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         return denied
 
     def _authorized(self, metadata: Any) -> bool:
-        for key, value in metadata or ():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
-        return False
+        given = [value for key, value in metadata or () if key == "authorization"]
+        if len(given) != 1:
+            return False
+        value = given[0].encode() if isinstance(given[0], str) else given[0]
+        return hmac.compare_digest(value, self._expected)
 
 
 def _deny_like(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler of the same streaming kind that fails with UNAUTHENTICATED."""
+    """A handler of the same streaming kind that fails with UNAUTHENTICATED.
+
+    It never parses the request: an unauthenticated body is not looked at.
+    """
 
     async def deny(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(
@@ -67,7 +75,7 @@ def _deny_like(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         )
 
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": None,
         "response_serializer": handler.response_serializer,
     }
     if handler.request_streaming and handler.response_streaming:

@@ -2,7 +2,7 @@
 
 gRPC's C++ server (``serving/native/frontend.cc``, built by ``make native``)
 accepts calls, checks the bearer token and the concurrent-call limit, and
-serves health and reflection. Calls reach Python as raw request bytes, a
+serves health. Calls reach Python as raw request bytes, a
 queue-full at a time: one thread here takes whatever arrived while the last
 batch was being scored, answers all of it with one model call, and hands
 back each call's response bytes or error status. Python's per-call gRPC work
@@ -25,6 +25,7 @@ import grpc
 
 from sasrec.serving.convert import model_info_to_proto, recommendation_to_proto, request_from_proto
 from sasrec.serving.errors import DeadlineExceededError, ModelUnavailableError
+from sasrec.serving.server import MalformedRequestError, parse_request
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import error_status, prepare_batch
 from sasrec.serving.serving_metrics import ServingMetrics
@@ -32,9 +33,10 @@ from sasrec.serving.v1 import recommender_pb2 as pb
 
 logger = logging.getLogger("sasrec.serving")
 
-_RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO = 0, 1, 2
+_RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO, _REFLECTION = 0, 1, 2, 3
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _OK = grpc.StatusCode.OK.value[0]
+_LATE = "deadline passed before the answer was ready"
 
 
 def load_extension() -> Any:
@@ -75,6 +77,7 @@ class _Job:
     started: float
     prepared: list[Any]
     batch: bool
+    deadline: float | None  # time.perf_counter() value, None: no deadline
 
 
 class NativeFrontend:
@@ -117,13 +120,16 @@ class NativeFrontend:
             reuse_port=options.reuse_port,
         )
         self._options = options
+        self._address = f"{options.host}:{options.port}"
         self._current = current_predictor
         self._metrics = metrics
         self._thread: threading.Thread | None = None
+        self._reflection: Any = None  # the Python server's reflection code, made on first use
 
     def start(self) -> int:
         """Binds the port (health NOT_SERVING) and starts answering; returns the port."""
         port = self._frontend.start()
+        self._address = f"{self._options.host}:{port}"
         self._thread = threading.Thread(target=self._serve, name="sasrec-native", daemon=True)
         self._thread.start()
         return port
@@ -136,6 +142,7 @@ class NativeFrontend:
         self._frontend.set_serving(False)
         if drain:
             time.sleep(drain)
+        logger.info("refusing new calls", extra={"fields": {"address": self._address}})
         self._frontend.shutdown(grace)
         if self._thread is not None:
             self._thread.join(timeout=grace + 5)
@@ -168,8 +175,12 @@ class NativeFrontend:
         jobs: list[_Job] = []
         expired = 0
         for call_id, method, payload, remaining, age, rejected in items:
+            if method == _REFLECTION:
+                self._reflect(call_id, payload)
+                continue
             name = _METHOD_NAMES[method]
             started = now - age
+            deadline = None if remaining is None else now + remaining
             if rejected >= 0:
                 self._metrics.observe_call(name, _CODE_NAMES.get(rejected, "UNKNOWN"), age)
                 continue
@@ -180,27 +191,40 @@ class NativeFrontend:
                 if predictor is None:
                     raise ModelUnavailableError("no model loaded yet; retry when health is SERVING")
                 if method == _MODEL_INFO:
+                    parse_request(pb.GetModelInfoRequest, payload)
                     body = model_info_to_proto(predictor.info()).SerializeToString()
                     self._finish_ok(call_id, name, started, body)
                 elif method == _RECOMMEND:
-                    request = pb.RecommendRequest.FromString(payload)
+                    request = parse_request(pb.RecommendRequest, payload)
                     prepared = [predictor.prepare(request_from_proto(request))]
-                    jobs.append(_Job(call_id, name, started, prepared, batch=False))
+                    jobs.append(_Job(call_id, name, started, prepared, False, deadline))
                 else:
-                    request = pb.RecommendBatchRequest.FromString(payload)
+                    request = parse_request(pb.RecommendBatchRequest, payload)
                     prepared = prepare_batch(predictor, request)
-                    jobs.append(_Job(call_id, name, started, prepared, batch=True))
+                    jobs.append(_Job(call_id, name, started, prepared, True, deadline))
+            except MalformedRequestError as err:
+                self._finish_status(call_id, name, started, grpc.StatusCode.INVALID_ARGUMENT, err)
             except Exception as err:
                 self._finish_error(call_id, name, started, err)
         if expired:
             self._metrics.observe_skipped("deadline", expired)
         if not jobs:
             return
-        rows = [p for job in jobs for p in job.prepared]
         try:
             hook = self._options.batch_hook
-            if hook is not None and any(p.needs_model for p in rows):
-                hook(len(rows))
+            if hook is not None and any(p.needs_model for job in jobs for p in job.prepared):
+                hook(sum(len(job.prepared) for job in jobs))
+        except Exception as err:
+            for job in jobs:
+                self._finish_error(job.call_id, job.method, job.started, err)
+            return
+        # The same rule as the Python front end's batcher: a deadline that passed
+        # before scoring starts means no scoring.
+        jobs = self._unexpired(jobs)
+        if not jobs:
+            return
+        rows = [p for job in jobs for p in job.prepared]
+        try:
             answers = predictor.predict(rows)
         except Exception as err:
             for job in jobs:
@@ -208,9 +232,15 @@ class NativeFrontend:
             return
         self._metrics.observe_batch(sum(1 for p in rows if p.needs_model))
         at = 0
+        done = time.perf_counter()
         for job in jobs:
             recs = answers[at : at + len(job.prepared)]
             at += len(job.prepared)
+            if job.deadline is not None and job.deadline <= done:
+                # gRPC drops a late answer anyway; book it as what the client sees.
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                self._finish_status(job.call_id, job.method, job.started, code, _LATE)
+                continue
             if job.batch:
                 message = pb.RecommendBatchResponse(
                     responses=[recommendation_to_proto(r) for r in recs]
@@ -218,6 +248,46 @@ class NativeFrontend:
             else:
                 message = recommendation_to_proto(recs[0])
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
+
+    def _reflect(self, call_id: int, payload: bytes) -> None:
+        """Answers one server reflection request (the C++ side checked the token)."""
+        from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+        from sasrec.serving.server import SERVICE_NAME
+
+        if self._reflection is None:
+            names = (SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME)
+            self._reflection = reflection.ReflectionServicer(names)
+        try:
+            request = parse_request(reflection_pb2.ServerReflectionRequest, payload)
+            answer = next(iter(self._reflection.ServerReflectionInfo([request], None)))
+        except MalformedRequestError as err:
+            code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            self._frontend.finish(call_id, code, str(err), b"", b"")
+        except Exception as err:  # one bad request must not cost the batch its answers
+            code, message, _details = error_status(err)
+            self._frontend.finish(call_id, code.value[0], message, b"", b"")
+        else:
+            self._frontend.finish(call_id, _OK, "", answer.SerializeToString(), b"")
+
+    def _unexpired(self, jobs: list[_Job]) -> list[_Job]:
+        """The jobs whose deadline has not passed; the others are answered DEADLINE_EXCEEDED."""
+        now = time.perf_counter()
+        live = [job for job in jobs if job.deadline is None or job.deadline > now]
+        if len(live) < len(jobs):
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            message = "deadline passed before the request was scored"
+            for job in jobs:
+                if job.deadline is not None and job.deadline <= now:
+                    self._finish_status(job.call_id, job.method, job.started, code, message)
+            self._metrics.observe_skipped("deadline", len(jobs) - len(live))
+        return live
+
+    def _finish_status(
+        self, call_id: int, method: str, started: float, code: grpc.StatusCode, message: Any
+    ) -> None:
+        self._frontend.finish(call_id, code.value[0], str(message), b"", b"")
+        self._metrics.observe_call(method, code.name, time.perf_counter() - started)
 
     def _finish_ok(self, call_id: int, method: str, started: float, body: bytes) -> None:
         self._frontend.finish(call_id, _OK, "", body, b"")

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
@@ -31,13 +34,50 @@ from sasrec.serving.model_watcher import ModelWatcher
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import RecommenderServicer
 from sasrec.serving.serving_metrics import ServingMetrics
-from sasrec.serving.v1 import recommender_pb2, recommender_pb2_grpc
+from sasrec.serving.v1 import recommender_pb2
 
 logger = logging.getLogger("sasrec.serving")
 
 SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Request type of each method: the handlers get the raw body and parse it.
+REQUEST_TYPES: dict[str, type[Message]] = {
+    "Recommend": recommender_pb2.RecommendRequest,
+    "RecommendBatch": recommender_pb2.RecommendBatchRequest,
+    "GetModelInfo": recommender_pb2.GetModelInfoRequest,
+}
+# A method nobody serves: on stop, a call to it on the server's private port
+# tells when every call that reached the server before has reached Python.
+_PROBE_METHOD = "/sasrec.internal.Drain/Probe"
+
+
+class MalformedRequestError(ValueError):
+    """A request body that is not a valid protobuf message of the method's type."""
+
+
+def parse_request(request_type: type[Message], body: bytes) -> Message:
+    """Parses a request body; a malformed one is a client error, not a server one.
+
+    Both front ends parse here, so both answer ``INVALID_ARGUMENT`` with the
+    same short message (random bytes, a string field with invalid UTF-8, ...)
+    and log one warning line, without a traceback.
+
+    Raises:
+        MalformedRequestError: The body does not parse.
+    """
+    try:
+        return request_type.FromString(body)
+    except DecodeError as err:
+        text = str(err)
+        reason = text.rsplit(": ", 1)[-1][:100] if text else "cannot parse"
+        name = request_type.DESCRIPTOR.full_name
+        logger.warning(
+            "malformed request",
+            extra={"fields": {"type": name, "bytes": len(body), "error": reason}},
+        )
+        raise MalformedRequestError(f"request is not a valid {name} message ({reason})") from None
+
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -118,6 +158,7 @@ class RecommenderServer:
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._native: Any = None  # NativeFrontend with ``frontend="native"``
+        self._probe_address: str | None = None  # the private port of the drain probe
         opts = self.options
         self._watcher = ModelWatcher(
             self.model_dir,
@@ -137,6 +178,11 @@ class RecommenderServer:
         )
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def bound_address(self) -> str:
+        """``host:port`` the gRPC port is bound to (``0.0.0.0:50051``: all interfaces)."""
+        return f"{self.options.host}:{self.port}"
 
     @property
     def address(self) -> str:
@@ -190,7 +236,12 @@ class RecommenderServer:
         if opts.engine == "numpy":
             limit_blas_threads(opts.blas_threads)
         if opts.metrics_port:
-            self.metrics_port = self.metrics.serve_http(opts.metrics_port, opts.metrics_host)
+            metrics_host = opts.metrics_host or opts.host
+            self.metrics_port = self.metrics.serve_http(opts.metrics_port, _bare(metrics_host))
+            logger.info(
+                "metrics listening",
+                extra={"fields": {"address": f"{metrics_host}:{self.metrics_port}"}},
+            )
         try:
             if opts.frontend == "native":
                 from sasrec.serving.native_frontend import NativeFrontend
@@ -206,7 +257,7 @@ class RecommenderServer:
             raise
         logger.info(
             "gRPC server listening",
-            extra={"fields": {"address": self.address, "model_dir": str(self.model_dir)}},
+            extra={"fields": {"address": self.bound_address, "model_dir": str(self.model_dir)}},
         )
         threading.Thread(target=self._load_initial, name="sasrec-model-load", daemon=True).start()
         if wait_ready:
@@ -276,15 +327,21 @@ class RecommenderServer:
             maximum_concurrent_rpcs=opts.max_concurrent,
             options=[("grpc.so_reuseport", int(opts.reuse_port))],
         )
-        recommender_pb2_grpc.add_RecommenderServicer_to_server(
-            RecommenderServicer(lambda: self._predictor, self._batcher), server
-        )
+        # A generic handler that takes the raw body: parsing in the handler turns a
+        # malformed body into INVALID_ARGUMENT (a failing deserializer in grpcio
+        # is an UNKNOWN with an error traceback). It also puts the calls in the
+        # queue of the drain probe (see _catch_up).
+        servicer = RecommenderServicer(lambda: self._predictor, self._batcher)
+        server.add_generic_rpc_handlers((_recommender_handler(servicer),))
         self._health = health.aio.HealthServicer()
         for service in ("", SERVICE_NAME):
             await self._health.set(service, _NOT_SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        # Health and reflection take raw bodies too: the same answer to a malformed one.
+        server.add_generic_rpc_handlers(
+            (
+                _health_handler(self._health),
+                _reflection_handler((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+            )
         )
         address = f"{opts.host}:{opts.port}"
         if opts.tls_cert is not None and opts.tls_key is not None:
@@ -296,6 +353,7 @@ class RecommenderServer:
             port = server.add_insecure_port(address)
         if not port:
             raise OSError(f"cannot bind gRPC port {address}")
+        self._probe_address = _add_probe_port(server)
         await server.start()
         self._server = server
         return port
@@ -304,7 +362,34 @@ class RecommenderServer:
         await self._health.enter_graceful_shutdown()
         if self.options.drain_seconds:
             await asyncio.sleep(self.options.drain_seconds)
-        await self._server.stop(grace)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        await self._catch_up(grace)
+        stopping = asyncio.ensure_future(self._server.stop(max(0.0, end - loop.time())))
+        await asyncio.sleep(0)  # the stop has begun: the port takes no new calls
+        logger.info("refusing new calls", extra={"fields": {"address": self.bound_address}})
+        await stopping
+
+    async def _catch_up(self, timeout: float) -> None:
+        """Waits until every call that reached the server so far has reached Python.
+
+        gRPC's core queues the calls it received until the event loop asks
+        for the next one, and a server stop cancels whatever is still queued
+        there: under load that is calls sent well before the stop (they would
+        end CANCELLED at once, grace or not). The queue is first in, first
+        out, so once a call made now, to a method nobody serves, has come back
+        (UNIMPLEMENTED), every call ahead of it is being handled and the stop
+        lets it finish within the grace period. The probe goes through a
+        private abstract socket, so neither TLS nor the token is in its way.
+        """
+        if self._probe_address is None or timeout <= 0:
+            return
+        try:
+            async with grpc.aio.insecure_channel(self._probe_address) as channel:
+                await channel.unary_unary(_PROBE_METHOD)(b"", timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+                logger.warning("drain probe failed", extra={"fields": {"code": err.code().name}})
 
     async def _set_health(self, status: Any) -> None:
         for service in ("", SERVICE_NAME):
@@ -360,6 +445,108 @@ class RecommenderServer:
             logger.error("model load failed", extra={"fields": {"error": str(err)}})
         finally:
             self._ready.set()
+
+
+def _bare(host: str) -> str:
+    """``[::]`` -> ``::`` (HTTP servers take IPv6 literals without brackets)."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _add_probe_port(server: grpc.aio.Server) -> str | None:
+    """Binds a private abstract socket for the drain probe (None where there is none)."""
+    address = f"unix-abstract:sasrec-drain-{os.getpid()}-{secrets.token_hex(8)}"
+    try:
+        return address if server.add_insecure_port(address) else None
+    except RuntimeError:  # no abstract sockets (not Linux): stop without the probe
+        return None
+
+
+def _recommender_handler(servicer: RecommenderServicer) -> grpc.GenericRpcHandler:
+    """``sasrec.v1.Recommender`` with raw request bodies, parsed by each handler."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _parsing(getattr(servicer, name), request_type),
+            request_deserializer=None,
+            response_serializer=_serialize,
+        )
+        for name, request_type in REQUEST_TYPES.items()
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _parsing(
+    behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+    request_type: type[Message],
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+    """Parses the body, runs ``behavior``, refuses an answer that is ready too late.
+
+    The servicer checks the deadline before a request is queued and the
+    batcher when it takes it; a request scored on the event loop (a quiet
+    server) is not queued, so its answer is checked here: one ready after the
+    deadline is DEADLINE_EXCEEDED, as gRPC tells the client anyway, and as
+    the native front end answers it.
+    """
+
+    async def handle(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+        request = await _parse_or_abort(request_type, body, context)
+        response = await behavior(request, context)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the answer was ready"
+            )
+        return response
+
+    return handle
+
+
+async def _parse_or_abort(
+    request_type: type[Message], body: bytes, context: grpc.aio.ServicerContext
+) -> Any:
+    try:
+        return parse_request(request_type, body)
+    except MalformedRequestError as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+
+
+def _health_handler(servicer: Any) -> grpc.GenericRpcHandler:
+    """``grpc.health.v1.Health`` of ``servicer`` with raw request bodies."""
+    request_type = health_pb2.HealthCheckRequest
+
+    async def check(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await servicer.Check(await _parse_or_abort(request_type, body, context), context)
+
+    async def watch(body: bytes, context: grpc.aio.ServicerContext) -> None:
+        await servicer.Watch(await _parse_or_abort(request_type, body, context), context)
+
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(check, response_serializer=_serialize),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, response_serializer=_serialize),
+    }
+    return grpc.method_handlers_generic_handler(health.SERVICE_NAME, handlers)
+
+
+def _reflection_handler(service_names: tuple[str, ...]) -> grpc.GenericRpcHandler:
+    """Server reflection (``grpc.reflection.v1alpha``) with raw request bodies."""
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    request_type = reflection_pb2.ServerReflectionRequest
+
+    async def info(bodies: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def requests() -> Any:
+            async for body in bodies:
+                yield await _parse_or_abort(request_type, body, context)
+
+        async for response in servicer.ServerReflectionInfo(requests(), context):
+            yield response
+
+    handler = grpc.stream_stream_rpc_method_handler(info, response_serializer=_serialize)
+    return grpc.method_handlers_generic_handler(
+        reflection.SERVICE_NAME, {"ServerReflectionInfo": handler}
+    )
 
 
 def start_server(

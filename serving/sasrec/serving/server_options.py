@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,56 @@ from typing import Any
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
 from sasrec.serving.domain import Limits
 
+TOKEN_ENV = "SASREC_AUTH_TOKEN"
+
+
+def resolve_auth_token(flag: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The bearer token of ``sasrec serve``: ``--auth-token``, else ``$SASREC_AUTH_TOKEN``.
+
+    An empty value never means "no authentication": an empty ``--auth-token``
+    while the environment holds a token would silently turn authentication
+    off, so it is an error, as is an empty environment variable. Omit both to
+    serve without a token.
+
+    Args:
+        flag: The ``--auth-token`` value (None: not given).
+        environ: Where to look for ``SASREC_AUTH_TOKEN``.
+
+    Returns:
+        The token, or None when neither is given.
+
+    Raises:
+        ValueError: An empty token.
+
+    Example:
+        >>> resolve_auth_token(None, {"SASREC_AUTH_TOKEN": "s3cret"})
+        's3cret'
+        >>> resolve_auth_token(None, {}) is None
+        True
+    """
+    env = environ.get(TOKEN_ENV)
+    if flag is not None:
+        if not flag:
+            if env:
+                raise ValueError(
+                    f"--auth-token is empty while {TOKEN_ENV} is set: an empty flag would turn "
+                    f"authentication off; unset {TOKEN_ENV} to serve without a token"
+                )
+            raise ValueError("--auth-token must not be empty (omit it to serve without a token)")
+        return flag
+    if env is not None and not env:
+        raise ValueError(f"{TOKEN_ENV} is set but empty (unset it to serve without a token)")
+    return env
+
 
 @dataclass(frozen=True)
 class ServerOptions:
     """Every knob of the server; ``sasrec serve`` flags map one to one.
 
     Args:
-        host: Interface to bind (``"[::]"`` all, ``"127.0.0.1"`` loopback).
+        host: Interface the gRPC port and the metrics endpoint bind: loopback
+            (``"127.0.0.1"``) by default, a deliberate choice; ``"0.0.0.0"`` or
+            ``"[::]"`` for all interfaces (e.g. in a container).
         port: gRPC port; 0 picks a free one (see ``RecommenderServer.port``).
         max_batch_size: Most requests scored in one model call.
         max_wait_ms: How long a batch waits for more requests after its first
@@ -34,10 +78,11 @@ class ServerOptions:
             calls are still accepted (lets load balancers move away first).
         poll_seconds: Hot-reload polling interval of a versions root (0: off).
         metrics_port: Prometheus ``/metrics`` HTTP port (0: off).
-        metrics_host: Interface of the metrics endpoint.
+        metrics_host: Interface of the metrics endpoint (None: ``host``).
         tls_cert: PEM certificate chain file (with ``tls_key``: TLS on).
         tls_key: PEM private key file.
-        auth_token: If set, calls need ``authorization: Bearer <token>``.
+        auth_token: If set, calls need ``authorization: Bearer <token>``
+            (health checks excepted; see :func:`resolve_auth_token`).
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
         engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
             (see :mod:`sasrec.engines.registry`).
@@ -62,7 +107,7 @@ class ServerOptions:
         50051
     """
 
-    host: str = "[::]"
+    host: str = "127.0.0.1"
     port: int = 50051
     max_batch_size: int = 32
     max_wait_ms: float = 0.0
@@ -73,7 +118,7 @@ class ServerOptions:
     drain_seconds: float = 0.0
     poll_seconds: float = 10.0
     metrics_port: int = 0
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     auth_token: str | None = None

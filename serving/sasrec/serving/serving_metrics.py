@@ -114,8 +114,8 @@ class ServingMetrics:
         """The metrics in the Prometheus text format."""
         return generate_latest(self.registry)
 
-    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
-        """Starts the ``/metrics`` HTTP endpoint on a daemon thread; returns its port."""
+    def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
+        """Starts the ``/metrics`` HTTP endpoint on ``host`` (a daemon thread); returns its port."""
         from prometheus_client import start_http_server
 
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
