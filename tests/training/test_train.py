@@ -163,7 +163,7 @@ def test_evaluate_split_matches_direct_protocol_call(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--max-len", "0"], "max_len must be an int >= 1, received max_len=0"),
+        (["--max-len", "0"], "received max_len=0"),
         (["--batch-size", "0"], "batch_size must be an int >= 1, received batch_size=0"),
         (["--bucket-multiple", "-1"], "bucket_multiple must be None or an int >= 1"),
         (["--min-user", "1000"], "no events left"),

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 # The engine registry imports neither NumPy nor TensorFlow: only names.
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
-
-TOKEN_ENV = "SASREC_AUTH_TOKEN"
+from sasrec.serving.server_options import TOKEN_ENV
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +29,11 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="versions root written by `sasrec train --out` (hot reload) or one version dir",
     )
-    serve.add_argument("--host", default="[::]", help="interface to bind (default: all)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface for gRPC and /metrics (default: loopback; 0.0.0.0 or [::] in containers)",
+    )
     serve.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="requests per model call")
     serve.add_argument(
@@ -138,10 +140,10 @@ def _split(text: str) -> list[str]:
 
 def run_serve(args: argparse.Namespace) -> int:
     from sasrec.serving.json_log_formatter import configure_json_logging
-    from sasrec.serving.server_options import ServerOptions
+    from sasrec.serving.server_options import ServerOptions, resolve_auth_token
 
     configure_json_logging(args.log_level)
-    token = args.auth_token if args.auth_token is not None else os.environ.get(TOKEN_ENV)
+    token = resolve_auth_token(args.auth_token)
     if not args.model.exists():
         raise FileNotFoundError(f"--model {args.model}: no such directory")
     if args.workers < 1:
@@ -160,7 +162,7 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        auth_token=token or None,
+        auth_token=token,
         intra_op_threads=args.intra_op_threads,
         engine=args.engine,
         blas_threads=args.blas_threads,

@@ -21,8 +21,7 @@ command line) does not import pandas or TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sasrec.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "DataError": "errors",
@@ -58,15 +57,4 @@ _EXPORTS = {
     "download_movielens": "movielens",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sasrec.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sasrec.data.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,8 +22,7 @@ not import TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sasrec.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "DataOptions": "options",
@@ -39,15 +38,4 @@ _EXPORTS = {
     "sasrec_verdict": "report",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sasrec.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sasrec.training.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

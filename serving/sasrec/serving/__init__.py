@@ -10,36 +10,28 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sasrec.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "Recommender": "sasrec.serving.recommender",
-    "RecommenderClient": "sasrec.serving.client",
-    "RecommenderError": "sasrec.serving.client",
-    "RecommenderServer": "sasrec.serving.server",
-    "start_server": "sasrec.serving.server",
-    "ServerOptions": "sasrec.serving.server_options",
-    "Predictor": "sasrec.serving.predictor",
-    "MicroBatcher": "sasrec.serving.micro_batcher",
-    "ModelWatcher": "sasrec.serving.model_watcher",
-    "RecommenderServicer": "sasrec.serving.servicer",
-    "ServingMetrics": "sasrec.serving.serving_metrics",
-    "RecommendationRequest": "sasrec.serving.domain",
-    "Recommendation": "sasrec.serving.domain",
-    "ScoredItem": "sasrec.serving.domain",
-    "HistoryAttention": "sasrec.serving.domain",
-    "ModelInfo": "sasrec.serving.domain",
-    "Limits": "sasrec.serving.domain",
-    "InvalidRequestError": "sasrec.serving.errors",
-    "FieldViolation": "sasrec.serving.errors",
+    "Recommender": "recommender",
+    "RecommenderClient": "client",
+    "RecommenderError": "client",
+    "RecommenderServer": "server",
+    "start_server": "server",
+    "ServerOptions": "server_options",
+    "Predictor": "predictor",
+    "MicroBatcher": "micro_batcher",
+    "ModelWatcher": "model_watcher",
+    "RecommenderServicer": "servicer",
+    "ServingMetrics": "serving_metrics",
+    "RecommendationRequest": "domain",
+    "Recommendation": "domain",
+    "ScoredItem": "domain",
+    "HistoryAttention": "domain",
+    "ModelInfo": "domain",
+    "Limits": "domain",
+    "InvalidRequestError": "errors",
+    "FieldViolation": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sasrec.serving' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
