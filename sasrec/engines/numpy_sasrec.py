@@ -6,7 +6,7 @@ each paying the executor's dispatch cost (1.7 ms for one history, most of it
 overhead). The same arithmetic in NumPy, on weights copied once, skips that
 and computes the last block for the last position only. It is checked against
 the TensorFlow path (:class:`sasrec.engines.inference.InferenceFunction`) in
-``tests/test_numpy_sasrec.py``: same ids, scores equal to float32 rounding.
+``tests/engines/test_numpy_sasrec.py``: same ids, scores equal to float32 rounding.
 """
 
 from __future__ import annotations
