@@ -66,6 +66,7 @@ class ModelWatcher:
         self._lock = threading.Lock()
         self.current: Path | None = None
         self.rejected: dict[tuple[str, int], str] = {}
+        self.polls = 0  # completed polls (for tests and debugging)
 
     def load_initial(self) -> Any:
         """Loads the highest version that loads; broken ones are remembered and skipped.
@@ -126,6 +127,7 @@ class ModelWatcher:
                 self.poll_once()
             except Exception:  # the watcher must outlive any surprise
                 logger.exception("model watcher poll failed")
+            self.polls += 1
 
     def _try_load(self, path: Path) -> Any | None:
         logger.info("loading model version", extra={"fields": {"path": str(path)}})
