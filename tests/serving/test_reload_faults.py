@@ -258,6 +258,28 @@ def test_a_rejected_version_is_retried_when_its_files_change_not_before(
     assert len(rejected) == 1
 
 
+def test_a_rejected_newest_version_does_not_hide_a_good_one_below_it(model, release, tmp_path):
+    root = tmp_path / "models"
+    publish(root, model)
+    attempts: list[str] = []
+
+    def load(path: Path) -> Predictor:
+        attempts.append(path.name)
+        return Predictor.load(path, max_batch_size=2)
+
+    watcher = ModelWatcher(root, load=load, on_loaded=lambda p: None, poll_seconds=0)
+    watcher.load_initial()
+    publish(root, model)  # 2, good
+    broken = shutil.copytree(release, tmp_path / "broken")
+    truncate(broken / MODEL_FILE)
+    os.rename(broken, root / "3")  # published before the watcher looked again
+    assert watcher.poll_once()
+    assert watcher.current == root / "2"
+    assert attempts == ["1", "3", "2"]
+    assert not watcher.poll_once()  # 3 unchanged: not tried again
+    assert attempts == ["1", "3", "2"]
+
+
 def test_the_fingerprint_follows_names_sizes_and_mtimes(release, tmp_path):
     version = shutil.copytree(release, tmp_path / "3")
     before = version_fingerprint(version)
