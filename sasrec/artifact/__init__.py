@@ -26,6 +26,8 @@ from sasrec.artifact.layout import (
     METRICS_FILE,
     MODEL_FILE,
     POPULARITY_FILE,
+    STAGING_PREFIX,
+    STALE_STAGING_SECONDS,
     TRAINING_FILE,
     VOCABULARY_FILE,
 )
@@ -39,12 +41,17 @@ from sasrec.artifact.popularity import (
     read_popularity,
 )
 from sasrec.artifact.versions import (
+    IgnoredEntry,
+    VersionScan,
     is_older_version,
     is_version_dir,
     latest_version,
     list_versions,
     publish_version,
+    remove_stale_staging,
+    scan_versions,
     version_fingerprint,
+    version_number,
 )
 
 __all__ = [
@@ -57,7 +64,10 @@ __all__ = [
     "METRICS_FILE",
     "MODEL_FILE",
     "POPULARITY_FILE",
+    "STAGING_PREFIX",
+    "STALE_STAGING_SECONDS",
     "VOCABULARY_FILE",
+    "IgnoredEntry",
     "ModelArtifact",
     "Popularity",
     "counts_by_index",
@@ -71,8 +81,12 @@ __all__ = [
     "popularity_document",
     "publish_version",
     "read_popularity",
+    "remove_stale_staging",
     "save_model_dir",
+    "scan_versions",
     "summary_metrics",
+    "VersionScan",
     "version_fingerprint",
     "version_name",
+    "version_number",
 ]

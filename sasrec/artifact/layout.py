@@ -26,6 +26,10 @@ POPULARITY_FILE = "popularity.json"
 DATA_STATS_FILE = "data_stats.json"
 HISTORY_FILE = "history.json"
 TRAINING_FILE = "training.json"
+# Versions root: staging directories start with STAGING_PREFIX; a publish
+# removes those untouched (nothing inside modified) for STALE_STAGING_SECONDS.
+STAGING_PREFIX = ".tmp-"
+STALE_STAGING_SECONDS = 3600.0
 # Files save_model_dir writes itself; an extra document may not replace them.
 RESERVED_FILES = frozenset({MODEL_FILE, CONFIG_FILE, VOCABULARY_FILE, MANIFEST_FILE})
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
