@@ -13,6 +13,7 @@ from typing import Any
 
 import sasrec
 from sasrec.artifact.layout import FORMAT
+from sasrec.artifact.versions import version_number
 
 logger = logging.getLogger("sasrec.artifact")
 
@@ -79,6 +80,6 @@ def version_name(path: Path | None, manifest: dict[str, Any]) -> str:
         >>> version_name(Path("exported"), {"version": 3})
         '3'
     """
-    if path is not None and path.name.isdigit():
+    if path is not None and version_number(path.name) is not None:
         return path.name
     return str(manifest.get("version", path.name if path is not None else ""))

@@ -25,6 +25,7 @@ from sasrec.artifact.layout import (
     extra_file_name,
 )
 from sasrec.artifact.manifest import new_manifest
+from sasrec.artifact.versions import version_number
 from sasrec.config import SASRecConfig
 from sasrec.io import atomic_write_text, staging_directory
 from sasrec.models import SASRec
@@ -96,7 +97,8 @@ def save_model_dir(
         )
     extras = {extra_file_name(name): value for name, value in (extra_json or {}).items()}
     config = SASRecConfig.from_dict(model.get_config())
-    version = int(path.name) if path.name.isdigit() else 0
+    number = version_number(path.name)
+    version = 0 if number is None else number
     manifest = new_manifest(version, model.num_items, model.max_len)
     with staging_directory(path.parent, prefix=f".tmp-{path.name}-") as tmp:
         _inference_copy(model).save(tmp / MODEL_FILE)

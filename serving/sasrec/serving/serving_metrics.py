@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from sasrec.artifact.versions import version_number
+
 logger = logging.getLogger("sasrec.serving")
 
 LATENCY_BUCKETS = (
@@ -104,7 +106,8 @@ class ServingMetrics:
         self.skipped.labels(reason=reason).inc(count)
 
     def set_model(self, version: str) -> None:
-        self.model_version.set(int(version) if version.isdigit() else -1)
+        number = version_number(version)
+        self.model_version.set(-1 if number is None else number)
         self.model_loaded.set(1)
 
     def observe_reload(self, ok: bool) -> None:
