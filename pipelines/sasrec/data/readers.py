@@ -644,9 +644,10 @@ def _parquet_row_group_error(
             try:
                 parquet.read_row_group(group, columns=[name])
             except (pa.ArrowException, OSError) as group_err:
+                detail = " ".join(str(group_err).split())  # Arrow's can span lines
                 return DataError(
                     f"cannot read row group {group + 1} of {groups} (rows {first_row + 1}.."
-                    f"{first_row + size}): {group_err}",
+                    f"{first_row + size}): {detail}",
                     path=path,
                     column=name,
                 )
@@ -819,6 +820,24 @@ def _encode_ids(
         raise _located(
             f"the {name} value is not valid UTF-8 ({err})", path, name, columns, locate, row
         ) from None
+    lengths = np.asarray(pc.binary_length(values).to_numpy(zero_copy_only=False))
+    if lengths.size and np.nanmax(lengths) > _MAX_LINE_BYTES:
+        # Arrow reads some lines longer than its block: hold them to the same limit.
+        row = int(
+            np.flatnonzero((lengths[np.maximum(codes, 0)] > _MAX_LINE_BYTES) & (codes >= 0))[0]
+        )
+        ((label, _),) = locate([row])
+        if label == "line":
+            for _ in _iter_lines(path):  # raises on the first line over the limit
+                pass
+        raise _located(
+            f"the {name} value is longer than {_MAX_LINE_BYTES >> 20} MiB",
+            path,
+            name,
+            columns,
+            locate,
+            row,
+        )
     nul = np.asarray(pc.match_substring(values, "\x00").to_numpy(zero_copy_only=False), dtype=bool)
     if nul.any():
         row = int(np.flatnonzero(nul[np.maximum(codes, 0)] & (codes >= 0))[0])
