@@ -365,6 +365,14 @@ def test_unknown_or_unsupported_encoding_flag(tmp_path, capsys):
     assert_user_error(code, err, "encoding 'utf-16' is not read", "convert the file to UTF-8")
 
 
+def test_report_path_that_cannot_be_written_is_exit_2(tmp_path, capsys):
+    # Before: exit 1, FileExistsError traceback (the --json folder is a file).
+    path = tmp_path / "log.csv"
+    path.write_text(GOOD)
+    code, _, err = stats(path, capsys, "--json", str(path / "stats.json"))
+    assert_user_error(code, err, "File exists", str(path))
+
+
 # --------------------------------------------------------------------------- the bench
 
 
