@@ -184,12 +184,29 @@ def test_parquet_int64_nanoseconds_are_read(tmp_path, capsys):
         ("\n\n\n", ["file has no data lines"]),
         ("user_id,item_id\nu1,i1\n", ["no timestamp column 'timestamp'", "'user_id', 'item_id'"]),
         (HEADER + "u1,i1,1700000000\nu2,i2\n", ["line 3:", "expected 3 fields"]),
+        (  # before: the whole file was the header, listed as garbled column names
+            (HEADER + ROWS).replace("\n", "\r"),
+            ["line 1:", "bare carriage return (old Mac line endings)"],
+        ),
+        (  # before: all 20,000 names on one stderr line
+            ",".join(f"c{i}" for i in range(20_000)) + "\n" + "1," * 19_999 + "1\n",
+            ["no user_id column 'user_id'", "'c19', ... (20,000 columns)"],
+        ),
         (
             "user_id,user_id,item_id,timestamp\nu1,u2,i1,1700000000\n",
             ["line 1:", "names the user_id column 'user_id' more than once (fields 1, 2)"],
         ),
     ],
-    ids=["empty", "header-only", "blank-lines", "missing-column", "short-line", "dup-header"],
+    ids=[
+        "empty",
+        "header-only",
+        "blank-lines",
+        "missing-column",
+        "short-line",
+        "cr-line-endings",
+        "20000-columns",
+        "dup-header",
+    ],
 )
 def test_malformed_text_shapes(tmp_path, capsys, text, parts):
     # Before: all exit 2 except the duplicated header, read silently (exit 0)

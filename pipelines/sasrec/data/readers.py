@@ -86,6 +86,7 @@ _MAGIC = (
     (b"PK\x03\x04", "zip", None),
     (b"PAR1", "parquet", None),
 )
+_SHOWN_COLUMNS = 20  # column names listed in a "no such column" error
 _SUFFIX_CODEC = {".gz": "gzip", ".bz2": "bzip2", ".zst": "zstd", ".lz4": "lz4"}
 
 # Maps the data row index of an Arrow table to a (label, number) location.
@@ -383,7 +384,8 @@ def _resolve_columns(
             shown = (
                 f"{len(names)} field(s) (positions 0..{len(names) - 1})"
                 if positional
-                else ", ".join(repr(n) for n in names)
+                else ", ".join(repr(n[:80]) for n in names[:_SHOWN_COLUMNS])
+                + (f", ... ({len(names):,} columns)" if len(names) > _SHOWN_COLUMNS else "")
             )
             raise DataError(
                 f"no {canonical} column {ref!r}; the file has columns: {shown}", path=path
@@ -482,6 +484,13 @@ def _read_delimited(
     if not head:
         raise DataError("file has no data lines", path=path)
     first = head[0]
+    if "\r" in first:
+        raise DataError(
+            "lines end in a bare carriage return (old Mac line endings); convert them to "
+            "LF or CRLF line breaks",
+            path=path,
+            line=1,
+        )
     sep = opts.sep or _sniff_sep(path, head, _SEP_BY_SUFFIX.get(_base_suffix(path)))
     header = opts.resolved_header()
     fields = _split_fields(first, sep)
