@@ -131,8 +131,13 @@ def read_interactions(
     Returns:
         ``(df, info)`` where ``info`` is a JSON-serialisable dict: ``file``,
         ``format``, ``rows``, ``missing_ids``, ``bad_timestamps``,
-        ``bad_timestamp_examples`` (dicts with ``file``, ``line`` or ``row``,
-        ``value``), ``timestamp_unit`` and ``columns``.
+        ``bad_timestamp_reasons`` (counts of ``unparseable``,
+        ``out_of_range`` and ``unit_mismatch``), ``bad_timestamp_examples``
+        (dicts with ``file``, ``line`` or ``row``, ``value``, and ``reason``
+        unless the value is unparseable), ``timestamp_unit``,
+        ``timestamp_range``, ``warnings`` (e.g. a ``timestamp_unit_change``
+        with ``file``, ``line`` or ``row``, ``column``, ``from``, ``to``,
+        ``counts`` and ``message``) and ``columns``.
     """
     opts = options or ReaderOptions()
     file = _resolve_path(Path(path), opts)
