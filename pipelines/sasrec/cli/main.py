@@ -21,7 +21,12 @@ COMMAND_MODULES = (
 
 
 class UserError(Exception):
-    """An error caused by the user's input: printed without a traceback, exit code 2."""
+    """An error caused by the user's input: printed without a traceback, exit code 2.
+
+    ``ValueError`` (``DataError`` included: bad input files name the file and
+    line) and ``OSError`` (a file that cannot be read or written: missing,
+    a directory, no permission) are mapped the same way.
+    """
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         result = args.func(args)
-    except (UserError, FileNotFoundError, ValueError) as err:
+    except (UserError, OSError, ValueError) as err:
         print(f"sasrec {command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -319,7 +319,7 @@ def prepare(
         read = report.read
         detail = (
             f": {read.get('rows', 0):,} rows read, {read.get('missing_ids', 0):,} without ids, "
-            f"{read.get('bad_timestamps', 0):,} with unparseable timestamps"
+            f"{read.get('bad_timestamps', 0):,} with unparseable or out-of-range timestamps"
             if read
             else ""
         )

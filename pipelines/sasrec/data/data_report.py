@@ -150,14 +150,23 @@ class DataReport:
             lines.append("source: " + ", ".join(f"{k}={v}" for k, v in self.source.items()))
         if self.read:
             r = self.read
+            reasons = r.get("bad_timestamp_reasons") or {}
+            detail = ", ".join(
+                f"{n:,} {name.replace('_', ' ')}" for name, n in reasons.items() if n
+            )
+            valid = f"; valid {r['timestamp_range']}" if r.get("timestamp_range") else ""
             lines.append(
                 f"read: {r.get('rows', 0):,} rows; dropped {r.get('missing_ids', 0):,} with a "
-                f"missing id, {r.get('bad_timestamps', 0):,} with an unparseable timestamp "
-                f"(timestamps: {r.get('timestamp_unit', '?')})"
+                f"missing id, {r.get('bad_timestamps', 0):,} with an unparseable or invalid "
+                f"timestamp{f' ({detail})' if detail else ''} "
+                f"(timestamps: {r.get('timestamp_unit', '?')}{valid})"
             )
             for ex in r.get("bad_timestamp_examples", []):
                 where = f"line {ex['line']}" if "line" in ex else f"row {ex.get('row')}"
-                lines.append(f"  e.g. {ex['file']}, {where}: {ex['value']!r}")
+                why = f" ({ex['reason']})" if ex.get("reason") else ""
+                lines.append(f"  e.g. {ex['file']}, {where}: {ex['value']!r}{why}")
+            for warning in r.get("warnings", []):
+                lines.append(f"warning: {warning['message']}")
         for step in self.steps:
             details = {k: v for k, v in step.items() if k not in _STEP_KEYS}
             extra = f" ({', '.join(f'{k}={v}' for k, v in details.items())})" if details else ""

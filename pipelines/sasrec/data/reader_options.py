@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from typing import Any
 
@@ -37,8 +38,12 @@ class ReaderOptions:
             ``"auto"``: ISO strings are recognised, numbers are seconds unless
             their median is above 1e11 (then ms), 1e14 (us) or 1e17 (ns).
         encoding: Text encoding of delimited files (UTF-8 by default; invalid
-            bytes are an error that names the line and byte offset).
-        strict: Fail on the first unparseable timestamp instead of dropping it.
+            bytes are an error that names the line and byte offset). It must
+            be ASCII-compatible (utf-8, latin-1, cp1252...): UTF-16/32 files
+            are an error asking for a conversion to UTF-8.
+        strict: Fail on the first bad timestamp (unparseable, outside
+            1970-01-01 <= t < 2100-01-01, or in another unit than the rest of
+            the column) instead of dropping it.
         optional_columns: Ignore ``timestamp``/``event``/``rating`` columns that
             the file does not have (a missing timestamp means file order).
         strip_type_suffix: Strip RecBole ``name:type`` suffixes from headers.
@@ -85,8 +90,23 @@ class ReaderOptions:
                 raise ValueError(f"{name} must be a column name or position, received {ref!r}")
             if isinstance(ref, int) and ref < 0:
                 raise ValueError(f"{name} position must be >= 0, received {name}={ref}")
+        self._check_encoding()
         if self.max_examples < 0:
             raise ValueError(f"max_examples must be >= 0, received {self.max_examples}")
+
+    def _check_encoding(self) -> None:
+        try:
+            codec = codecs.lookup(self.encoding)
+        except (LookupError, TypeError):
+            raise ValueError(
+                f"unknown text encoding {self.encoding!r} (--encoding / encoding=...); "
+                "e.g. utf-8, latin-1, cp1252"
+            ) from None
+        if "\n,\t;|: ".encode(codec.name) != b"\n,\t;|: ":
+            raise ValueError(
+                f"encoding {self.encoding!r} is not read: the reader splits lines and fields "
+                "on ASCII bytes; convert the file to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
+            )
 
     def columns(self) -> dict[str, ColumnRef]:
         """Canonical name -> column reference, for the columns that are mapped."""

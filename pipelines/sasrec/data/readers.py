@@ -15,9 +15,21 @@ paths, which re-scan the file to name the exact line.
 Rows with a missing user or item id are dropped and counted; unparseable
 timestamps are dropped and counted with the first examples (file, line, value)
 unless ``strict=True``, which raises :class:`DataError` on the first one.
+Timestamps outside ``1970-01-01 <= t < 2100-01-01`` (after unit conversion,
+see :mod:`sasrec.data.timestamps`) are bad timestamps too. Epoch numbers that
+jump between units (seconds next to milliseconds) are a warning in the
+report's ``read.warnings`` and on the ``sasrec.data`` logger (stderr on the
+command line), the values in the minority unit are dropped as bad timestamps,
+and ``strict=True`` fails naming the first line where the unit changes.
+
 Every other problem (missing file or column, a line with the wrong number of
-fields, malformed JSON, invalid UTF-8) raises :class:`DataError` naming the
-file and the line, byte offset or column.
+fields or longer than 16 MiB, malformed JSON, invalid UTF-8 or NUL bytes, a
+compressed or Parquet file under a text name, a Parquet column of a nested
+type, a damaged compressed stream or Parquet row group) raises
+:class:`DataError` naming the file and the line, byte offset, column or row
+group. Arrow and OS errors that still escape are wrapped in a
+:class:`DataError` naming the file, so the command line never shows a
+traceback for bad input.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +57,15 @@ from sasrec.data.data_report import DataReport
 from sasrec.data.errors import DataError
 from sasrec.data.presets import get_preset
 from sasrec.data.reader_options import ReaderOptions
-from sasrec.data.timestamps import parse_timestamps
+from sasrec.data.timestamps import (
+    VALID_RANGE,
+    first_unit_change,
+    out_of_range,
+    parse_timestamps,
+    unit_mismatch,
+)
+
+logger = logging.getLogger(__name__)
 
 _SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
 _SNIFF_CANDIDATES = ("\t", "::", ",", ";", "|", " ")
@@ -52,6 +73,21 @@ _SNIFF_LINES = 20  # lines that must agree on the field count
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 _LINE_SPLIT_DELIMITER = "\x1e"  # ASCII record separator: never inside real log lines
 _BLOCK_SIZE = 1 << 24
+# Arrow's readers need a whole line inside one block: longer lines are an error.
+_MAX_LINE_BYTES = 1 << 24
+
+# Leading bytes of files that are not text, and what to tell the user.
+_MAGIC = (
+    (b"\x1f\x8b", "gzip", ".gz"),
+    (b"BZh", "bzip2", ".bz2"),
+    (b"\x28\xb5\x2f\xfd", "zstd", ".zst"),
+    (b"\x04\x22\x4d\x18", "lz4", ".lz4"),
+    (b"\xfd7zXZ\x00", "xz", None),
+    (b"PK\x03\x04", "zip", None),
+    (b"PAR1", "parquet", None),
+)
+_SHOWN_COLUMNS = 20  # column names listed in a "no such column" error
+_SUFFIX_CODEC = {".gz": "gzip", ".bz2": "bzip2", ".zst": "zstd", ".lz4": "lz4"}
 
 # Maps the data row index of an Arrow table to a (label, number) location.
 Locator = Callable[[list[int]], list[tuple[str, int]]]
@@ -95,19 +131,30 @@ def read_interactions(
     Returns:
         ``(df, info)`` where ``info`` is a JSON-serialisable dict: ``file``,
         ``format``, ``rows``, ``missing_ids``, ``bad_timestamps``,
-        ``bad_timestamp_examples`` (dicts with ``file``, ``line`` or ``row``,
-        ``value``), ``timestamp_unit`` and ``columns``.
+        ``bad_timestamp_reasons`` (counts of ``unparseable``,
+        ``out_of_range`` and ``unit_mismatch``), ``bad_timestamp_examples``
+        (dicts with ``file``, ``line`` or ``row``, ``value``, and ``reason``
+        unless the value is unparseable), ``timestamp_unit``,
+        ``timestamp_range``, ``warnings`` (e.g. a ``timestamp_unit_change``
+        with ``file``, ``line`` or ``row``, ``column``, ``from``, ``to``,
+        ``counts`` and ``message``) and ``columns``.
     """
     opts = options or ReaderOptions()
     file = _resolve_path(Path(path), opts)
     fmt = _detect_format(file, opts)
-    if fmt == "parquet":
-        table, columns, locate, extra = _read_parquet(file, opts)
-    elif fmt == "json":
-        table, columns, locate, extra = _read_json(file, opts)
-    else:
-        table, columns, locate, extra = _read_delimited(file, opts)
-    df, info = _to_frame(table, file, opts, columns, locate)
+    try:
+        if fmt == "parquet":
+            table, columns, locate, extra = _read_parquet(file, opts)
+        else:
+            _check_text_bytes(file, fmt, opts)
+            reader = _read_json if fmt == "json" else _read_delimited
+            table, columns, locate, extra = reader(file, opts)
+        df, info = _to_frame(table, file, opts, columns, locate)
+    except DataError:
+        raise
+    except (pa.ArrowException, OSError, csv.Error, UnicodeError) as err:
+        # A shape of bad input no check above names: still no traceback.
+        raise DataError(f"cannot read the file ({type(err).__name__}: {err})", path=file) from err
     info = {"file": str(file), "format": fmt, **extra, **info}
     return df, info
 
@@ -147,26 +194,93 @@ def _detect_format(path: Path, opts: ReaderOptions) -> str:
     return "csv"
 
 
+def _check_text_bytes(path: Path, fmt: str, opts: ReaderOptions) -> None:
+    """Names compressed, archived, Parquet and UTF-16 files given as text."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    suffix = path.suffix.lower()
+    expected = _SUFFIX_CODEC.get(suffix)
+    kind = next(((name, ext) for magic, name, ext in _MAGIC if head.startswith(magic)), None)
+    if expected:
+        if kind is None or kind[0] != expected:
+            found = f"{kind[0]} data" if kind else f"bytes {head[:4]!r}"
+            raise DataError(
+                f"is named {suffix} but is not {expected}-compressed (starts with {found}); "
+                f"rename it to what it is",
+                path=path,
+            )
+        return
+    if kind is None:
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise DataError(
+                "looks UTF-16 encoded (starts with a UTF-16 byte-order mark); convert it to "
+                "UTF-8, e.g. iconv -f UTF-16 -t UTF-8",
+                path=path,
+            )
+        return
+    name, ext = kind
+    if name == "parquet":
+        raise DataError(
+            f"looks like a Parquet file (starts with 'PAR1') but is read as {fmt}; "
+            f"name it {path.stem}.parquet or pass --format parquet (format='parquet' in Python)",
+            path=path,
+        )
+    if ext:
+        advice = f"decompress it or name it {path.name}{ext}"
+    elif name == "zip":
+        advice = "it is a zip archive (or a spreadsheet): extract or export the log as text"
+    else:
+        advice = f"decompress it ({name} is not read directly)"
+    raise DataError(
+        f"looks {name}-compressed (starts with 0x{head[:2].hex()}); {advice}", path=path
+    )
+
+
 def _open(path: Path) -> pa.NativeFile:
     return pa.input_stream(str(path), compression="detect")
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """Yields ``(line_number, byte_offset, raw_line_without_newline)``."""
+    """Yields ``(line_number, byte_offset, raw_line_without_newline)``.
+
+    Raises:
+        DataError: A line longer than 16 MiB, or a compressed stream that
+            cannot be decompressed (naming the last line read).
+    """
     with _open(path) as stream:
         number, offset, rest = 0, 0, b""
         while True:
-            chunk = stream.read(1 << 20)
+            try:
+                chunk = stream.read(1 << 20)
+            except (OSError, pa.ArrowException) as err:
+                where = f"after line {number}" if number else "at the start"
+                raise DataError(
+                    f"cannot decompress the file {where} ({err}): it is damaged or truncated",
+                    path=path,
+                ) from None
             if not chunk:
                 break
             parts = (rest + chunk).split(b"\n")
             rest = parts.pop()
             for raw in parts:
                 number += 1
+                _check_line_length(path, number, len(raw))
                 yield number, offset, raw
                 offset += len(raw) + 1
+            _check_line_length(path, number + 1, len(rest))
         if rest:
             yield number + 1, offset, rest
+
+
+def _check_line_length(path: Path, number: int, length: int) -> None:
+    if length > _MAX_LINE_BYTES:
+        raise DataError(
+            f"line is longer than {_MAX_LINE_BYTES >> 20} MiB "
+            f"({'at least ' if length else ''}{length:,} bytes): no interaction fits that; "
+            "a missing line break or an unclosed quote?",
+            path=path,
+            line=number,
+        )
 
 
 def _head_lines(path: Path, count: int, encoding: str) -> list[str]:
@@ -177,6 +291,8 @@ def _head_lines(path: Path, count: int, encoding: str) -> list[str]:
             continue
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
+        if b"\x00" in raw:
+            raise _nul_error(path, number, offset, raw)
         try:
             lines.append(raw.rstrip(b"\r").decode(encoding))
         except UnicodeDecodeError as err:
@@ -192,10 +308,29 @@ def _decode_error(
     bad = raw[err.start : err.start + 1]
     return DataError(
         f"invalid {encoding} byte 0x{bad.hex()} at byte offset {offset + err.start} "
-        f"(column {err.start + 1} of the line); pass encoding=... if the file is not {encoding}",
+        f"(column {err.start + 1} of the line); if the file is not {encoding}, pass its "
+        "encoding with --encoding CODEC, e.g. --encoding latin-1 (encoding=... in Python)",
         path=path,
         line=number,
     )
+
+
+def _nul_error(path: Path, number: int, offset: int, raw: bytes) -> DataError:
+    at = raw.index(b"\x00")
+    return DataError(
+        f"NUL byte (0x00) at byte offset {offset + at} (column {at + 1} of the line): "
+        "text logs have none; the file is binary, or UTF-16/UTF-32 (convert it to UTF-8)",
+        path=path,
+        line=number,
+    )
+
+
+def _first_nul(path: Path) -> DataError | None:
+    """The first line holding a NUL byte (error path only)."""
+    for number, offset, raw in _iter_lines(path):
+        if b"\x00" in raw:
+            return _nul_error(path, number, offset, raw)
+    return None
 
 
 def _data_line_locator(path: Path, skip_rows: int) -> Locator:
@@ -254,10 +389,19 @@ def _resolve_columns(
             shown = (
                 f"{len(names)} field(s) (positions 0..{len(names) - 1})"
                 if positional
-                else ", ".join(repr(n) for n in names)
+                else ", ".join(repr(n[:80]) for n in names[:_SHOWN_COLUMNS])
+                + (f", ... ({len(names):,} columns)" if len(names) > _SHOWN_COLUMNS else "")
             )
             raise DataError(
                 f"no {canonical} column {ref!r}; the file has columns: {shown}", path=path
+            )
+        if not positional and names.count(actual) > 1:
+            fields = [i + 1 for i, n in enumerate(names) if n == actual]
+            raise DataError(
+                f"the header names the {canonical} column {actual!r} more than once "
+                f"(fields {', '.join(map(str, fields))}); which one holds the {canonical}?",
+                path=path,
+                line=1,
             )
         resolved[canonical] = actual
     return resolved
@@ -295,7 +439,8 @@ def _sniff_sep(path: Path, lines: list[str], expected: str | None) -> str:
         if len(_split_fields(lines[0], candidate)) > 1:
             return candidate
     raise DataError(
-        "cannot guess the field delimiter from the first line; pass sep=...",
+        "cannot guess the field delimiter from the first line; pass it with --sep SEP "
+        "(sep=... in Python)",
         path=path,
         line=1,
         value=lines[0][:80],
@@ -303,9 +448,13 @@ def _sniff_sep(path: Path, lines: list[str], expected: str | None) -> str:
 
 
 def _split_fields(line: str, sep: str) -> list[str]:
-    if len(sep) == 1:
-        return next(csv.reader([line], delimiter=sep))
-    return line.split(sep)
+    if len(sep) > 1 or '"' not in line:
+        return line.split(sep)  # what the csv module does without quotes, for any length
+    if len(line) >= csv.field_size_limit():
+        # The csv module refuses fields over 128 KiB; lines are already capped
+        # at _MAX_LINE_BYTES, so raising its (process-wide) cap only loosens a guard.
+        csv.field_size_limit(_MAX_LINE_BYTES + 1)
+    return next(csv.reader([line], delimiter=sep))
 
 
 def _scan_text_problem(path: Path, sep: str, n_fields: int, encoding: str) -> DataError | None:
@@ -316,6 +465,8 @@ def _scan_text_problem(path: Path, sep: str, n_fields: int, encoding: str) -> Da
             continue
         if number == 1 and line.startswith(codecs.BOM_UTF8):
             line = line[len(codecs.BOM_UTF8) :]
+        if b"\x00" in line:
+            return _nul_error(path, number, offset, raw)
         try:
             text = line.decode(encoding)
         except UnicodeDecodeError as err:
@@ -338,6 +489,13 @@ def _read_delimited(
     if not head:
         raise DataError("file has no data lines", path=path)
     first = head[0]
+    if "\r" in first:
+        raise DataError(
+            "lines end in a bare carriage return (old Mac line endings); convert them to "
+            "LF or CRLF line breaks",
+            path=path,
+            line=1,
+        )
     sep = opts.sep or _sniff_sep(path, head, _SEP_BY_SUFFIX.get(_base_suffix(path)))
     header = opts.resolved_header()
     fields = _split_fields(first, sep)
@@ -444,12 +602,71 @@ def _read_parquet(
     path: Path, opts: ReaderOptions
 ) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
     try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as err:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
         raise DataError(f"not a readable Parquet file ({err})", path=path) from None
+    schema = parquet.schema_arrow
     columns = _resolve_columns(path, opts, list(schema.names), positional=False)
-    table = pq.read_table(path, columns=list(dict.fromkeys(columns.values())))
+    for canonical, actual in columns.items():
+        _check_column_type(path, canonical, actual, schema.field(actual).type)
+    wanted = list(dict.fromkeys(columns.values()))
+    try:
+        table = parquet.read(columns=wanted)
+    except (pa.ArrowException, OSError) as err:
+        raise _parquet_row_group_error(path, parquet, wanted, err) from None
     return _rename(table, columns), columns, _row_locator, {}
+
+
+def _check_column_type(path: Path, canonical: str, actual: str, kind: pa.DataType) -> None:
+    """Ids must be scalars, times numbers/strings/dates, ratings numbers or strings."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    scalar_text = (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_null(kind)
+    )
+    number = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    if canonical == TIMESTAMP:
+        ok = scalar_text or number or pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+        expected = "integers, floats, strings, timestamps or dates"
+    elif canonical == RATING:
+        ok = scalar_text or number or pa.types.is_boolean(kind)
+        expected = "numbers or strings"
+    else:
+        ok = scalar_text or number or pa.types.is_boolean(kind)
+        expected = "strings or integers (one id per row)"
+    if not ok:
+        raise DataError(
+            f"the {canonical} column has type {kind}; expected {expected}",
+            path=path,
+            column=actual,
+        )
+
+
+def _parquet_row_group_error(
+    path: Path, parquet: pq.ParquetFile, columns: list[str], err: Exception
+) -> DataError:
+    """Names the first row group (and column) that cannot be read (error path only)."""
+    groups = parquet.metadata.num_row_groups
+    first_row = 0
+    for group in range(groups):
+        size = parquet.metadata.row_group(group).num_rows
+        for name in columns:
+            try:
+                parquet.read_row_group(group, columns=[name])
+            except (pa.ArrowException, OSError) as group_err:
+                detail = " ".join(str(group_err).split())  # Arrow's can span lines
+                return DataError(
+                    f"cannot read row group {group + 1} of {groups} (rows {first_row + 1}.."
+                    f"{first_row + size}): {detail}",
+                    path=path,
+                    column=name,
+                )
+        first_row += size
+    return DataError(f"not a readable Parquet file ({err})", path=path)
 
 
 def _json_type(value: object) -> pa.DataType | None:
@@ -532,6 +749,15 @@ def _read_json_slow(
         numbers.append(number)
         for canonical, actual in columns.items():
             value = obj.get(actual)
+            if canonical in (USER, ITEM, EVENT) and isinstance(value, (dict, list)):
+                kind = "an object" if isinstance(value, dict) else "an array"
+                raise DataError(
+                    f"the {canonical} is {kind}; expected a string or a number",
+                    path=path,
+                    line=number,
+                    column=actual,
+                    value=raw.decode(opts.encoding, "replace")[:200],
+                )
             if canonical == RATING:
                 values[canonical].append(value if isinstance(value, (int, float)) else None)
             else:
@@ -594,6 +820,142 @@ def _empty_values(values: pa.Array) -> np.ndarray:
     return np.asarray(pc.equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False), bool)
 
 
+def _encode_ids(
+    table: pa.Table, name: str, path: Path, columns: dict[str, str], locate: Locator
+) -> tuple[np.ndarray, pa.Array]:
+    """:func:`_dictionary_codes`, with undecodable bytes and NUL bytes named by line or row."""
+    column = table.column(name)
+    try:
+        codes, values = _dictionary_codes(column)
+    except pa.ArrowInvalid as err:  # binary Parquet ids that are not UTF-8
+        row = next(
+            (i for i, v in enumerate(column.to_pylist()) if v is not None and not _is_utf8(v)), 0
+        )
+        raise _located(
+            f"the {name} value is not valid UTF-8 ({err})", path, name, columns, locate, row
+        ) from None
+    lengths = np.asarray(pc.binary_length(values).to_numpy(zero_copy_only=False))
+    if lengths.size and np.nanmax(lengths) > _MAX_LINE_BYTES:
+        # Arrow reads some lines longer than its block: hold them to the same limit.
+        row = int(
+            np.flatnonzero((lengths[np.maximum(codes, 0)] > _MAX_LINE_BYTES) & (codes >= 0))[0]
+        )
+        ((label, _),) = locate([row])
+        if label == "line":
+            for _ in _iter_lines(path):  # raises on the first line over the limit
+                pass
+        raise _located(
+            f"the {name} value is longer than {_MAX_LINE_BYTES >> 20} MiB",
+            path,
+            name,
+            columns,
+            locate,
+            row,
+        )
+    nul = np.asarray(pc.match_substring(values, "\x00").to_numpy(zero_copy_only=False), dtype=bool)
+    if nul.any():
+        row = int(np.flatnonzero(nul[np.maximum(codes, 0)] & (codes >= 0))[0])
+        raise _located(
+            f"NUL byte (0x00) in the {name} value: text logs have none; the file is binary, "
+            "or UTF-16/UTF-32 (convert it to UTF-8)",
+            path,
+            name,
+            columns,
+            locate,
+            row,
+        )
+    return codes, values
+
+
+def _is_utf8(value: object) -> bool:
+    if not isinstance(value, bytes):
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _located(
+    message: str, path: Path, name: str, columns: dict[str, str], locate: Locator, row: int
+) -> DataError:
+    ((label, number),) = locate([row])
+    if label == "line":
+        return DataError(message, path=path, line=number, column=columns[name])
+    return DataError(f"{message} (row {number})", path=path, column=columns[name])
+
+
+_REASON_TEXT = {
+    1: "unparseable timestamp",
+    2: f"timestamp out of range ({VALID_RANGE})",
+    3: "timestamp in another unit than the rest of the column",
+}
+
+
+def _check_timestamps(
+    column: pa.ChunkedArray,
+    path: Path,
+    opts: ReaderOptions,
+    name: str,
+    missing: np.ndarray,
+    locate: Locator,
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray, dict[str, Any] | None]:
+    """Parses the time column and classifies its bad values.
+
+    Returns:
+        ``(seconds, bad, unit, reason, warning)``: ``reason`` is 0 for a good
+        value (or a row already dropped for its id), 1 unparseable, 2 out of
+        range, 3 in the minority unit of a column that mixes units;
+        ``warning`` describes a unit change (``None`` without one).
+
+    Raises:
+        DataError: ``strict`` and the epoch numbers change unit.
+    """
+    seconds, bad, unit = parse_timestamps(column, opts.timestamp_unit)
+    reason = np.zeros(len(seconds), dtype=np.int8)
+    reason[bad & ~missing] = 1
+    reason[(reason == 0) & ~missing & out_of_range(seconds)] = 2
+    warning = None
+    if unit in ("s", "ms", "us", "ns"):
+        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[unit]
+        raw = seconds / scale
+        change = first_unit_change(raw, ~bad & ~missing)
+        if change is not None:
+            row, before, after, counts = change
+            ((label, number),) = locate([row])
+            where = f"line {number}" if label == "line" else f"row {number}"
+            shown = "values that look like " + ", ".join(f"{u}: {n:,}" for u, n in counts.items())
+            message = (
+                f"{path}: column {name!r} mixes timestamp units: {before} until {where}, "
+                f"where {after} start (value {column[row].as_py()!r}); {shown}"
+            )
+            if opts.strict:
+                raise DataError(
+                    f"timestamps change from {before} to {after} ({shown}); one column must "
+                    "use one unit",
+                    path=path,
+                    line=number if label == "line" else None,
+                    column=name,
+                    value=column[row].as_py(),
+                )
+            other = unit_mismatch(raw, unit) & ~bad & ~missing
+            reason[other] = 3
+            message += f"; the {int(other.sum()):,} not in {unit} are dropped as bad timestamps"
+            message += " (pass --strict to make this an error)"
+            warning = {
+                "kind": "timestamp_unit_change",
+                "file": str(path),
+                label: number,
+                "column": name,
+                "from": before,
+                "to": after,
+                "counts": counts,
+                "message": message,
+            }
+    return seconds, bad, unit, reason, warning
+
+
 def _to_frame(
     table: pa.Table,
     path: Path,
@@ -602,9 +964,13 @@ def _to_frame(
     locate: Locator,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     n = table.num_rows
+
+    def encode(name: str) -> tuple[np.ndarray, pa.Array]:
+        return _encode_ids(table, name, path, columns, locate)
+
     # Arrow releases the GIL: unify the two id columns on two cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        encoded = list(pool.map(_dictionary_codes, [table.column(USER), table.column(ITEM)]))
+        encoded = list(pool.map(encode, [USER, ITEM]))
     ids = dict(zip((USER, ITEM), encoded))
     missing = np.zeros(n, dtype=bool)
     for codes, values in ids.values():
@@ -614,26 +980,38 @@ def _to_frame(
             missing |= empty[np.maximum(codes, 0)]
 
     examples: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    reasons = {"unparseable": 0, "out_of_range": 0, "unit_mismatch": 0}
     if TIMESTAMP in columns:
-        seconds, bad, unit = parse_timestamps(table.column(TIMESTAMP), opts.timestamp_unit)
-        bad = bad & ~missing
+        seconds, bad, unit, reason, warning = _check_timestamps(
+            table.column(TIMESTAMP), path, opts, columns[TIMESTAMP], missing, locate
+        )
+        if warning:
+            warnings.append(warning)
+            logger.warning("%s", warning["message"])
+        bad = reason > 0
+        reasons = {name: int((reason == k).sum()) for k, name in enumerate(reasons, start=1)}
         bad_rows = np.flatnonzero(bad)
         if bad_rows.size and (opts.strict or opts.max_examples):
             shown = bad_rows[: 1 if opts.strict else opts.max_examples].tolist()
             raw = table.column(TIMESTAMP)
             for row, (label, number) in zip(shown, locate(shown)):
                 value = raw[row].as_py()
+                why = _REASON_TEXT[int(reason[row])]
                 if opts.strict:
                     line = number if label == "line" else None
                     where = "" if line is not None else f" (row {number})"
                     raise DataError(
-                        f"unparseable timestamp{where}",
+                        f"{why}{where}",
                         path=path,
                         line=line,
                         column=columns[TIMESTAMP],
                         value=value,
                     )
-                examples.append({"file": str(path), label: number, "value": value})
+                example = {"file": str(path), label: number, "value": value}
+                if reason[row] != 1:
+                    example["reason"] = why
+                examples.append(example)
     else:
         seconds = np.arange(n, dtype=np.float64)
         bad = np.zeros(n, dtype=bool)
@@ -666,8 +1044,11 @@ def _to_frame(
         "rows": int(n),
         "missing_ids": int(missing.sum()),
         "bad_timestamps": int(bad.sum()),
+        "bad_timestamp_reasons": reasons,
         "bad_timestamp_examples": examples,
         "timestamp_unit": unit,
+        "timestamp_range": VALID_RANGE,
+        "warnings": warnings,
         "columns": dict(columns),
         "events": int(len(df)),
     }
