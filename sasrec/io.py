@@ -32,6 +32,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_copy_file(source: Path, target: Path) -> None:
+    """Copies ``source`` to ``target`` through a temporary file and a rename."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def staging_directory(parent: Path, prefix: str = ".tmp-") -> Iterator[Path]:
     """A temporary directory inside ``parent`` that is removed unless renamed.

@@ -38,9 +38,15 @@ def _train(args: argparse.Namespace) -> int:
     # Checked before the data is read, so a bad model flag fails at once.
     SASRecConfig(num_items=1, **model)
 
+    from sasrec.cli.main import UserError
     from sasrec.training.run import run_training
+    from sasrec.training.run_lock import OutputError
 
-    run_training(args.out, data, model, train)
+    try:
+        run_training(args.out, data, model, train)
+    except OutputError as err:
+        # A full, read-only or busy --out: the environment, not a bug (exit 2).
+        raise UserError(str(err)) from err
     return 0
 
 
