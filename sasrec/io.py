@@ -10,6 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+@contextlib.contextmanager
+def errors_name(path: Path) -> Iterator[None]:
+    """Re-raises an ``OSError`` without a file name (a failed ``write``) naming ``path``.
+
+    ``write`` on a full disk raises ``[Errno 28] No space left on device``
+    with no file name; the user needs to know which file.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file and a rename."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -21,7 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with errors_name(path), os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -37,7 +52,7 @@ def atomic_copy_file(source: Path, target: Path) -> None:
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        with errors_name(target), open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
             dst.flush()
             os.fsync(dst.fileno())

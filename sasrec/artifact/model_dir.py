@@ -26,7 +26,7 @@ from sasrec.artifact.layout import (
 )
 from sasrec.artifact.manifest import new_manifest
 from sasrec.config import SASRecConfig
-from sasrec.io import atomic_write_text, staging_directory
+from sasrec.io import atomic_write_text, errors_name, staging_directory
 from sasrec.models import SASRec
 from sasrec.vocabulary import ItemVocabulary
 
@@ -99,7 +99,9 @@ def save_model_dir(
     version = int(path.name) if path.name.isdigit() else 0
     manifest = new_manifest(version, model.num_items, model.max_len)
     with staging_directory(path.parent, prefix=f".tmp-{path.name}-") as tmp:
-        _inference_copy(model).save(tmp / MODEL_FILE)
+        # A full disk fails Keras' zip write without a file name: name it.
+        with errors_name(path / MODEL_FILE):
+            _inference_copy(model).save(tmp / MODEL_FILE)
         atomic_write_text(tmp / CONFIG_FILE, config.to_json())
         vocabulary.save(tmp / VOCABULARY_FILE)
         for file_name, value in extras.items():
