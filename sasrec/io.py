@@ -10,6 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+@contextlib.contextmanager
+def errors_name(path: Path) -> Iterator[None]:
+    """Re-raises an ``OSError`` without a file name (a failed ``write``) naming ``path``.
+
+    ``write`` on a full disk raises ``[Errno 28] No space left on device``
+    with no file name; the user needs to know which file.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file and a rename."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -21,11 +36,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with errors_name(path), os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_copy_file(source: Path, target: Path) -> None:
+    """Copies ``source`` to ``target`` through a temporary file and a rename."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with errors_name(target), open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

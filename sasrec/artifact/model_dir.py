@@ -27,7 +27,7 @@ from sasrec.artifact.layout import (
 from sasrec.artifact.manifest import new_manifest
 from sasrec.artifact.versions import version_number
 from sasrec.config import SASRecConfig
-from sasrec.io import atomic_write_text, staging_directory
+from sasrec.io import atomic_write_text, errors_name, staging_directory
 from sasrec.models import SASRec
 from sasrec.vocabulary import ItemVocabulary
 
@@ -101,7 +101,9 @@ def save_model_dir(
     version = 0 if number is None else number
     manifest = new_manifest(version, model.num_items, model.max_len)
     with staging_directory(path.parent, prefix=f".tmp-{path.name}-") as tmp:
-        _inference_copy(model).save(tmp / MODEL_FILE)
+        # A full disk fails Keras' zip write without a file name: name it.
+        with errors_name(path / MODEL_FILE):
+            _inference_copy(model).save(tmp / MODEL_FILE)
         atomic_write_text(tmp / CONFIG_FILE, config.to_json())
         vocabulary.save(tmp / VOCABULARY_FILE)
         for file_name, value in extras.items():

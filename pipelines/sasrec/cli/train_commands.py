@@ -35,12 +35,19 @@ def _train(args: argparse.Namespace) -> int:
     data = data_options_from_args(args)
     model = model_overrides_from_args(args)
     train = train_options_from_args(args)
-    # Checked before the data is read, so a bad model flag fails at once.
-    SASRecConfig(num_items=1, **model)
+    # Checked before the data is read, so a bad model flag fails at once. The
+    # config checks the task's fields; the layers check theirs when built.
+    SASRecConfig(num_items=1, **model).build_model()
 
+    from sasrec.cli.main import UserError
     from sasrec.training.run import run_training
+    from sasrec.training.run_lock import OutputError
 
-    run_training(args.out, data, model, train)
+    try:
+        run_training(args.out, data, model, train)
+    except OutputError as err:
+        # A full, read-only or busy --out: the environment, not a bug (exit 2).
+        raise UserError(str(err)) from err
     return 0
 
 
@@ -85,9 +92,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(format_evaluation(evaluation))
     if args.json:
+        from sasrec.cli.main import UserError
         from sasrec.io import atomic_write_text
 
-        atomic_write_text(Path(args.json), json.dumps(evaluation, indent=2))
+        try:
+            atomic_write_text(Path(args.json), json.dumps(evaluation, indent=2))
+        except OSError as err:
+            raise UserError(f"--json {args.json}: cannot write the report: {err}") from err
     return 0
 
 

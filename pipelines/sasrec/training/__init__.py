@@ -6,6 +6,9 @@ One module per job::
     preparation.py         prepare_data -> Prepared (clean log, vocabulary, split)
     run.py                 run_training: the orchestrator, top to bottom
     checkpoint.py          OUT/.checkpoint and what --resume must match
+    run_lock.py            OUT/.train.lock: one live run per OUT
+    run_history.py         the whole run's losses and seconds, across --resume
+    storage.py             up-front space check, atomic weight files, write faults
     version_files.py       the JSON files a published version holds
     validation_callback.py validation during fit, early stopping
     epoch_timer.py         seconds per epoch

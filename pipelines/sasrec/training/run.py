@@ -6,7 +6,8 @@ Each step is a call into a small function or module; this file wires them
 together and decides where files go:
 
     OUT/1, OUT/2, ...      published versions (``sasrec.artifact``), renamed into place
-    OUT/.checkpoint/       the in-progress run: Keras BackupAndRestore + early-stopping state
+    OUT/.checkpoint/       the in-progress run: backup, early-stopping state, history so far
+    OUT/.train.lock        held by the running job (``run_lock``): one run per OUT
     OUT/tensorboard/       TensorBoard logs, one sub-folder per run
 
 The loss belongs to the model (``SASRec`` computes it from the batch), so
@@ -31,12 +32,20 @@ from sasrec.data.windows import training_windows
 from sasrec.models import SASRec
 from sasrec.optimizers import FusedAdam
 from sasrec.runtime import configure_threads, keep_freed_memory
-from sasrec.training.checkpoint import open_checkpoint
+from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
 from sasrec.training.epoch_timer import EpochTimer
 from sasrec.training.final_evaluation import evaluate_split
 from sasrec.training.options import DataOptions, TrainOptions
 from sasrec.training.preparation import Prepared, prepare_data, validation_sample
 from sasrec.training.report import format_evaluation
+from sasrec.training.run_history import RunHistory
+from sasrec.training.run_lock import RunLock
+from sasrec.training.storage import (
+    check_free_space,
+    estimate_run_bytes,
+    output_faults,
+    prepare_output,
+)
 from sasrec.training.validation_callback import ValidationCallback
 from sasrec.training.version_files import version_files
 
@@ -55,12 +64,30 @@ def run_training(
         model_overrides: :class:`SASRecConfig` fields other than ``num_items``.
         train: How the model is fitted and evaluated.
 
+    Raises:
+        OutputError: ``out`` is in use by another live run
+            (:class:`~sasrec.training.run_lock.OutputLockedError`), read-only,
+            not writable, or too small for the run (checked before training);
+            or a write failed later for lack of space. Every file under
+            ``out`` is then complete: the checkpoint can be resumed and no
+            partial version or temporary file is left.
+        ValueError: bad data or options.
+
     Example:
         >>> run_training("runs/m", DataOptions(), {"hidden_dim": 32}, TrainOptions(epochs=2))
         ... # doctest: +SKIP
         PosixPath('runs/m/1')
     """
-    out = _output_root(out)
+    out = prepare_output(_output_root(out))
+    # The lock before anything else under OUT: a second run must not touch
+    # the checkpoint of a live one. Refused writes anywhere become OutputError.
+    with output_faults(out), RunLock(out):
+        return _run_locked(out, data, model_overrides, train)
+
+
+def _run_locked(
+    out: Path, data: DataOptions, model_overrides: dict[str, Any], train: TrainOptions
+) -> Path:
     _seed_process(train.seed)
     started = time.time()
 
@@ -72,18 +99,20 @@ def run_training(
     dataset = _training_dataset(inputs, positives, config, train)
 
     model = _compiled_model(config, train)
+    _check_free_space(out, model, prepared, train)
     checkpoint = open_checkpoint(out, data, config, train)
     validation = _validation(prepared, config, train, checkpoint)
     timer = EpochTimer()
+    run_history = RunHistory(timer, checkpoint, started=started)
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    history = model.fit(
+    model.fit(
         dataset,
         epochs=train.epochs,
-        callbacks=_callbacks(out, checkpoint, timer, validation, train),
+        callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
         verbose=train.verbose,
         shuffle=False,
     )
-    fit_seconds = time.time() - started
+    fit_seconds = run_history.run_seconds()
 
     evaluation = evaluate_split(
         model,
@@ -101,13 +130,12 @@ def run_training(
         prepared,
         evaluation,
         validation,
-        history.history,
-        timer,
+        run_history,
         len(inputs),
         data,
         config,
         train,
-        seconds=time.time() - started,
+        seconds=run_history.run_seconds(),
         fit_seconds=fit_seconds,
     )
     version_dir = publish_version(
@@ -135,6 +163,22 @@ def _output_root(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; it must be a directory (or not exist yet)")
     return out
+
+
+def _check_free_space(out: Path, model: SASRec, prepared: Prepared, train: TrainOptions) -> None:
+    """Refuses, before training, a run whose checkpoint and version would not fit."""
+    needed = estimate_run_bytes(
+        model,
+        num_items=prepared.vocabulary.num_items,
+        vocabulary_bytes=len(prepared.vocabulary.to_json().encode()),
+        epochs=train.epochs,
+        tensorboard=train.tensorboard,
+    )
+    checkpoint = out / CHECKPOINT_DIR
+    if checkpoint.is_dir():
+        # Its files are replaced (resume) or removed (a fresh run): their bytes count as free.
+        needed -= sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
+    check_free_space(out, needed)
 
 
 def _seed_process(seed: int) -> None:
@@ -226,15 +270,17 @@ def _callbacks(
     checkpoint: Path,
     timer: EpochTimer,
     validation: ValidationCallback,
+    run_history: RunHistory,
     train: TrainOptions,
 ) -> list[keras.callbacks.Callback]:
-    # The timer first, so it does not count validation. Validation before the
-    # backup: its state is saved before the backup of the same epoch, so a
-    # resumed run never lacks the validation of an epoch it will skip.
+    # The timer first, so it does not count validation. Validation and the
+    # history before the backup: their state is saved before the backup of the
+    # same epoch, so a resumed run never lacks an epoch it will skip.
     callbacks: list[keras.callbacks.Callback] = [
         timer,
         validation,
-        keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True),
+        run_history,
+        CheckpointBackup(str(checkpoint / "backup"), double_checkpoint=True),
     ]
     if train.tensorboard:
         run_name = time.strftime("%Y%m%d-%H%M%S")

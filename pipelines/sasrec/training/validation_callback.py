@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from sasrec.engines.scorer import Scorer
 from sasrec.evaluation import evaluate_full_ranking
 from sasrec.io import atomic_write_text
+from sasrec.training.storage import write_weights
 
 
 class ValidationCallback(keras.callbacks.Callback):
@@ -138,10 +138,9 @@ class ValidationCallback(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
             if self._weights_file():
                 self.state_dir.mkdir(parents=True, exist_ok=True)
-                # Write then rename: a kill mid-write must not corrupt the best weights.
-                tmp = self.state_dir / "best.tmp.weights.h5"
-                self.model.save_weights(tmp)
-                os.replace(tmp, self._weights_file())
+                # Built in memory, written then renamed: a kill or a full disk
+                # mid-write must not corrupt the best weights (nor crash HDF5).
+                write_weights(self.model, self._weights_file())
         else:
             self.wait += 1
         self.records.append(

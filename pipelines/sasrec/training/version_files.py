@@ -16,10 +16,10 @@ from sasrec.artifact import (
     popularity_document,
 )
 from sasrec.config import SASRecConfig
-from sasrec.training.epoch_timer import EpochTimer
 from sasrec.training.final_evaluation import summarize
 from sasrec.training.options import DataOptions, TrainOptions
 from sasrec.training.preparation import Prepared
+from sasrec.training.run_history import RunHistory
 from sasrec.training.validation_callback import ValidationCallback
 
 
@@ -27,8 +27,7 @@ def version_files(
     prepared: Prepared,
     evaluation: dict[str, Any],
     validation: ValidationCallback,
-    history: dict[str, list[float]],
-    timer: EpochTimer,
+    run_history: RunHistory,
     training_windows: int,
     data: DataOptions,
     config: SASRecConfig,
@@ -43,7 +42,12 @@ def version_files(
     (what cleaning dropped, the split), ``history.json`` (losses, seconds per
     epoch), ``popularity.json`` (training counts, the serving fallback) and
     ``training.json`` (the options, which ``sasrec evaluate`` reuses).
+
+    A resumed run's files describe the whole run: ``run_history`` holds
+    every epoch, those before the interruption included, and ``seconds`` /
+    ``fit_seconds`` count the earlier attempts up to their last checkpoint.
     """
+    history = run_history.history()
     split = prepared.split
     counts = np.bincount(split.train.items, minlength=config.num_items + 1)
     return {
@@ -56,7 +60,7 @@ def version_files(
         DATA_STATS_FILE: {"report": prepared.report.to_dict(), "split": split.summary()},
         HISTORY_FILE: {
             **{k: [float(v) for v in vals] for k, vals in history.items()},
-            "epoch_seconds": timer.seconds,
+            "epoch_seconds": run_history.epoch_seconds(),
             "training_windows": int(training_windows),
         },
         POPULARITY_FILE: popularity_document(counts),
@@ -66,6 +70,7 @@ def version_files(
             "model": config.to_dict(),
             "seconds": round(seconds, 1),
             "fit_seconds": round(fit_seconds, 1),
-            "epochs_run": len(history.get("loss", [])),
+            "epochs_run": len(run_history.epochs),
+            "resumed_at_epoch": run_history.resumed_at_epoch,
         },
     }
