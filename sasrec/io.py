@@ -10,6 +10,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` sets it, racing threads)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: str | Path, directory: bool = False) -> None:
+    """Gives a temporary file (0600) or directory (0700) the mode ``open``/``mkdir`` would.
+
+    ``mkstemp`` and ``mkdtemp`` create private entries; once renamed into
+    place they are model files that a server running as another user must
+    read, so they get the usual ``0666``/``0777`` less the umask.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def errors_name(path: Path) -> Iterator[None]:
     """Re-raises an ``OSError`` without a file name (a failed ``write``) naming ``path``.
@@ -40,6 +61,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -56,6 +78,7 @@ def atomic_copy_file(source: Path, target: Path) -> None:
             shutil.copyfileobj(src, dst, 1024 * 1024)
             dst.flush()
             os.fsync(dst.fileno())
+        _publish_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -73,6 +96,7 @@ def staging_directory(parent: Path, prefix: str = ".tmp-") -> Iterator[Path]:
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    _publish_mode(tmp, directory=True)
     try:
         yield tmp
     finally:
