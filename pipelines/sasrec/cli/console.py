@@ -24,6 +24,8 @@ import argparse
 import logging
 import os
 
+from sasrec.stderr_handler import StderrHandler
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LOG_LEVEL = "warning"
 
@@ -58,8 +60,11 @@ def configure_console(level: str) -> None:
     # honours this one variable.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = _TF_CPP_LEVEL[level]
     python_level = getattr(logging, level.upper())
-    logging.basicConfig(level=python_level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(python_level)
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(python_level)
     quiet = python_level if level == "debug" else logging.ERROR
     for name in _TENSORFLOW_LOGGERS:
         logging.getLogger(name).setLevel(quiet)

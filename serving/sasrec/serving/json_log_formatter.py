@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sys
 from typing import Any
+
+from sasrec.stderr_handler import StderrHandler
 
 
 class JSONLogFormatter(logging.Formatter):
@@ -41,7 +42,7 @@ class JSONLogFormatter(logging.Formatter):
 
 def configure_json_logging(level: str | int = "INFO") -> None:
     """Sends the root logger's records to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JSONLogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
