@@ -417,6 +417,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * MB),
     ("grpc.max_metadata_size", 1 * MB),
     ("grpc.enable_retries", 0),
+    # A connection of its own (grpcio shares one between channels to the same address by
+    # default): a case that makes the server drop its connection cannot touch another's.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 

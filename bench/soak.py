@@ -95,11 +95,10 @@ def loadgen(args: argparse.Namespace) -> int:
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         # Valid and hostile calls on separate connections, as separate clients' would be
-        # (a local subchannel pool: a channel of its own, not grpcio's shared one).
-        options = [*hr.CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+        # (open_channel: a local subchannel pool, not grpcio's shared connection).
         with (
-            grpc.insecure_channel(args.address, options=options) as channel,
-            grpc.insecure_channel(args.address, options=options) as hostile_channel,
+            hr.open_channel(args.address) as channel,
+            hr.open_channel(args.address) as hostile_channel,
         ):
             recommend = channel.unary_unary(
                 hr.RECOMMEND,
