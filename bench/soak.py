@@ -68,14 +68,21 @@ MAX_LEN = 50
 # ------------------------------------------------------------------ load (child)
 
 
-def hostile_pool() -> list[hr.Case]:
-    """The corpus's single-call cases (a hostile call: a random case, then one of its calls)."""
-    return [c for c in hr.build_corpus(with_auth=True) if c.single and c.custom is None]
+def hostile_pool(skip: list[str] | tuple[str, ...] = ()) -> list[hr.Case]:
+    """The corpus's single-call cases (a hostile call: a random case, then one of its calls).
+
+    Cases whose name contains one of ``skip`` are left out.
+    """
+    return [
+        c
+        for c in hr.build_corpus(with_auth=True)
+        if c.single and c.custom is None and not any(text in c.name for text in skip)
+    ]
 
 
 def loadgen(args: argparse.Namespace) -> int:
     token = args.token
-    pool = hostile_pool()
+    pool = hostile_pool(args.skip_case)
     md = hr.resolve_metadata((hr.AUTH,), token)
     items = [f"sku-{i}" for i in range(1, args.items + 1)]
     end = time.monotonic() + args.seconds
@@ -222,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--items", type=int, default=23_715, help="model size (items)")
+    parser.add_argument(
+        "--skip-case",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="leave out the hostile cases whose name contains TEXT (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep-log", type=Path, help="copy the server log here")
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
@@ -249,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             load = subprocess.Popen(
                 [sys.executable, __file__, "--loadgen", "--address", server.address,
                  "--seconds", str(seconds), "--concurrency", str(args.concurrency),
-                 "--token", hr.TOKEN, "--items", str(args.items)],
+                 "--token", hr.TOKEN, "--items", str(args.items),
+                 *(f"--skip-case={text}" for text in args.skip_case)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             t0 = time.monotonic()
@@ -319,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": args.minutes,
         "concurrency": args.concurrency,
         "items": args.items,
+        "skipped_cases": args.skip_case,
         "date": started_at,
         "uptime_start": load_at_start,
         "uptime_end": load_at_end,
