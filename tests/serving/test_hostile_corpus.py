@@ -29,8 +29,7 @@ BENCH = REPO / "bench"
 NO_MESSAGE = "no message on a unary method"
 HEADER_NEIGHBOURS = "64 KB header amid 8 callers on one connection"
 KNOWN_DEFECTS = {
-    # The call is never answered: it holds a --max-concurrent slot until its deadline.
-    "python": {NO_MESSAGE},
+    "python": set(),
     # INTERNAL "Unable to parse request"; and a 64 KB header drops the whole
     # connection, failing the other calls on it.
     "native": {NO_MESSAGE, HEADER_NEIGHBOURS},
@@ -56,7 +55,9 @@ def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedPr
 
 def known(frontend: str):
     reason = f"known defects: {sorted(KNOWN_DEFECTS[frontend])} (docs/reliability.md)"
-    marks = [pytest.mark.xfail(raises=KnownDefectError, strict=True, reason=reason)]
+    marks = []
+    if KNOWN_DEFECTS[frontend]:
+        marks.append(pytest.mark.xfail(raises=KnownDefectError, strict=True, reason=reason))
     if frontend == "native":
         marks.append(
             pytest.mark.skipif(

@@ -36,19 +36,25 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        # Calls that answer once are timed: the Recommender's methods (read as
+        # stream-unary, see server.py) and health Check; streams are not.
+        if handler is None or handler.response_streaming:
             return handler
+        if handler.request_streaming:
+            behavior, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+        else:
+            behavior, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
         method = handler_call_details.method
         cached = self._wrapped.get(method)
         # Handlers are rebuilt per call by gRPC; cache our wrapper per method.
-        if cached is not None and cached[0] is handler.unary_unary:
+        if cached is not None and cached[0] is behavior:
             return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(method.rsplit("/", 1)[-1], handler.unary_unary),
+        wrapped = make(
+            self._wrap(method.rsplit("/", 1)[-1], behavior),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-        self._wrapped[method] = (handler.unary_unary, wrapped)
+        self._wrapped[method] = (behavior, wrapped)
         return wrapped
 
     def _wrap(self, name: str, behavior: Any) -> Any:

@@ -463,8 +463,13 @@ def _add_probe_port(server: grpc.aio.Server) -> str | None:
 
 def _recommender_handler(servicer: RecommenderServicer) -> grpc.GenericRpcHandler:
     """``sasrec.v1.Recommender`` with raw request bodies, parsed by each handler."""
+    # Registered as stream-unary although the contract is unary: grpcio never
+    # calls a unary handler for a call that half-closes without a message,
+    # and leaves the call open, holding a --max-concurrent slot until the
+    # client gives up. Reading the one message ourselves lets such a call be
+    # refused at once. The wire format of the two kinds is the same.
     handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
+        name: grpc.stream_unary_rpc_method_handler(
             _parsing(getattr(servicer, name), request_type),
             request_deserializer=None,
             response_serializer=_serialize,
@@ -481,8 +486,8 @@ def _serialize(message: Message) -> bytes:
 def _parsing(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
     request_type: type[Message],
-) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
-    """Parses the body, runs ``behavior``, refuses an answer that is ready too late.
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    """Reads and parses the one body, runs ``behavior``, refuses an answer ready too late.
 
     The servicer checks the deadline before a request is queued and the
     batcher when it takes it; a request scored on the event loop (a quiet
@@ -491,7 +496,12 @@ def _parsing(
     the native front end answers it.
     """
 
-    async def handle(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+    async def handle(_requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        body = await context.read()
+        if body is grpc.aio.EOF:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the call carried no request message"
+            )
         request = await _parse_or_abort(request_type, body, context)
         response = await behavior(request, context)
         remaining = context.time_remaining()
