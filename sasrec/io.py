@@ -6,8 +6,9 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _umask() -> int:
@@ -55,29 +56,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with errors_name(path), os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    _write_through_temporary(path, lambda fh: fh.write(data))
 
 
 def atomic_copy_file(source: Path, target: Path) -> None:
     """Copies ``source`` to ``target`` through a temporary file and a rename."""
-    target = Path(target)
+
+    def copy(dst: BinaryIO) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+
+    _write_through_temporary(Path(target), copy)
+
+
+def _write_through_temporary(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Runs ``write`` on a temporary file beside ``target``, syncs it, renames it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with errors_name(target), open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
-            dst.flush()
-            os.fsync(dst.fileno())
+        with errors_name(target), os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         _publish_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
