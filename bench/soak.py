@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = json.loads(out.strip().splitlines()[-1])
     loud = [line for line in log_lines if hr.LOUD.search(line)]
-    rejected = [line for line in loud if '"msg": "rejected model version"' in line]
+    rejected = [line for line in loud if '"msg": "rejected model version' in line]
     other_loud = [line for line in loud if line not in rejected]
     warm = min(60.0, 0.1 * seconds)
     start_rss = next((kb for t, kb in rss if t >= warm), rss[-1][1])
