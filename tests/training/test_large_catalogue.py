@@ -115,3 +115,42 @@ def test_budget_defaults_to_a_quarter_of_physical_memory(monkeypatch) -> None:
     monkeypatch.setenv(BUDGET_ENV, "nonsense")
     with pytest.raises(ValueError, match=BUDGET_ENV):
         memory_budget_bytes()
+
+
+def test_eval_user_limit_samples_past_the_score_budget() -> None:
+    from sasrec.training.final_evaluation import MAX_EVAL_SCORES, eval_user_limit
+
+    # The reported catalogue: 10^10 // 444,597 = 22,492 users per protocol.
+    assert eval_user_limit(500_000, 444_596) == MAX_EVAL_SCORES // 444_597 == 22_492
+    assert eval_user_limit(6_040, 3_416) == 6_040  # ML-1M: every user
+    assert eval_user_limit(6_040, 3_416, max_users=100) == 100
+
+
+def test_final_evaluation_on_a_user_sample_says_so(tmp_path: Path) -> None:
+    from sasrec.config import SASRecConfig
+    from sasrec.models import SASRec
+    from sasrec.training.final_evaluation import evaluate_split
+    from sasrec.training.options import DataOptions
+    from sasrec.training.preparation import prepare_data
+
+    log = tmp_path / "log.csv"
+    write_log(log)
+    prepared = prepare_data(DataOptions(path=str(log)))
+    num_items = prepared.vocabulary.num_items
+    config = SASRecConfig(num_items=num_items, hidden_dim=16, num_blocks=1, num_heads=1, max_len=10)
+    model = SASRec(**config.to_dict())
+    lines: list[str] = []
+    total = len(prepared.split.test)
+    report = evaluate_split(
+        model, prepared.split, num_items, 10, sampled=False, bootstrap=50, max_users=40,
+        progress=lines.append,
+    )  # fmt: skip
+    assert total > 40
+    assert report["num_users"] == 40
+    assert report["users_sampled"] == {"evaluated": 40, "of": total, "seed": 0}
+    full = report["full_ranking_exclude_history"]["sasrec"]
+    assert full["num_users"] == 40 and full["ndcg@10"]["ci95"] is not None
+    assert any(f"40 of {total:,} users" in line for line in lines)
+
+    everyone = evaluate_split(model, prepared.split, num_items, 10, sampled=False, bootstrap=0)
+    assert everyone["num_users"] == total and "users_sampled" not in everyone

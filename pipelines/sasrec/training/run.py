@@ -135,6 +135,8 @@ def _run_locked(
         sampled=train.sampled_eval,
         bootstrap=train.bootstrap,
         seed=train.seed,
+        max_users=train.max_eval_users,
+        progress=(lambda line: print(line, flush=True)) if train.verbose else None,
     )
     _say(train, format_evaluation(evaluation))
 
