@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
@@ -81,7 +82,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     add_field_flags(
         group, SASRecConfig, prefix=MODEL_PREFIX, flags=MODEL_FLAGS, exclude=MODEL_FIELDS_FROM_DATA
     )
-    defaults = SASRecConfig(num_items=1)
+    # From the fields, not an instance: building a config imports TensorFlow,
+    # which must wait until the console is configured.
+    defaults = {f.name: f.default for f in dataclasses.fields(SASRecConfig)}
     notes = {
         "loss": "Not given: gbce when the full softmax would pass its memory budget "
         "(see README, Training on your logs).",
@@ -93,7 +96,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
             # None = "not given"; the job resolves it (the shown default is the field's).
             action.default = None
             text = action.help.rsplit(" (default: ", 1)[0]
-            action.help = f"{text} {notes[name]} (default: {getattr(defaults, name)})"
+            action.help = f"{text} {notes[name]} (default: {defaults[name]})"
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
