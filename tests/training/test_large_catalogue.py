@@ -154,3 +154,21 @@ def test_final_evaluation_on_a_user_sample_says_so(tmp_path: Path) -> None:
 
     everyone = evaluate_split(model, prepared.split, num_items, 10, sampled=False, bootstrap=0)
     assert everyone["num_users"] == total and "users_sampled" not in everyone
+
+
+def test_report_names_the_user_sample() -> None:
+    from sasrec.training.report import format_evaluation
+
+    entry = {"value": 0.1, "ci95": [0.09, 0.11]}
+    full = {
+        name: {"protocol": "full_ranking", "k": 10, "num_users": 40, "exclude_history": True,
+               "ndcg@10": entry, "hr@10": entry, "mrr": entry}
+        for name in ("sasrec", "popularity")
+    }  # fmt: skip
+    evaluation = {
+        "cases": "test",
+        "num_users": 40,
+        "users_sampled": {"evaluated": 40, "of": 1_200, "seed": 0},
+        "full_ranking_exclude_history": full,
+    }
+    assert "40 of 1,200 users, a seeded sample" in format_evaluation(evaluation)
