@@ -13,6 +13,28 @@ ScoreFn = Callable[[np.ndarray], ArrayLike]
 """``score_fn(histories int32 (B, L) left-padded) -> float (B, N + 1)``; column 0 is ignored."""
 
 
+# Working memory of one chunk of users in the full-ranking protocol.
+EVAL_MEMORY_BYTES = 256 * 2**20
+# Bytes alive per (user, item) cell while a chunk is ranked: the float32
+# scores, the valid and competitor masks, the comparison with the target, and
+# top-k's masked copy and partition (2 × float32) with its 4 bool masks: 19;
+# tracemalloc measured a 23.4-byte peak per cell (popularity scorer, history
+# excluded, one chunk of 60 users × 200,001 items), so 24.
+BYTES_PER_SCORE = 24
+
+
+def users_per_chunk(batch_size: int, num_items: int, memory_bytes: int) -> int:
+    """Users scored at once: at most ``batch_size``, and as many as fit ``memory_bytes``.
+
+    Example:
+        >>> users_per_chunk(512, 444_596, 256 * 2**20)  # 268435456 // (444597 * 24)
+        25
+        >>> users_per_chunk(512, 1_000, 256 * 2**20), users_per_chunk(512, 10**9, 1)
+        (512, 1)
+    """
+    return max(1, min(batch_size, memory_bytes // ((num_items + 1) * BYTES_PER_SCORE)))
+
+
 def call_score_fn(score_fn: ScoreFn, histories: np.ndarray, num_items: int) -> np.ndarray:
     """Calls the scorer and checks the shape and dtype of what it returns."""
     scores = np.asarray(score_fn(histories))

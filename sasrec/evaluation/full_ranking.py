@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sasrec.evaluation._protocol import (
+    EVAL_MEMORY_BYTES,
     ScoreFn,
     call_score_fn,
     check_no_nan,
@@ -14,6 +15,7 @@ from sasrec.evaluation._protocol import (
     check_targets,
     metric_entry,
     resolve_max_len,
+    users_per_chunk,
 )
 from sasrec.evaluation._sequences import (
     Sequences,
@@ -48,6 +50,7 @@ def evaluate_full_ranking(
     seed: int | None = 0,
     return_ranks: bool = False,
     coverage: bool = True,
+    memory_bytes: int = EVAL_MEMORY_BYTES,
 ) -> dict:
     """Ranks every user's target among all N items and summarises the ranks.
 
@@ -79,7 +82,13 @@ def evaluate_full_ranking(
         num_items: N.
         exclude_history: See above; required so every report states its choice.
         k: Cut-off of NDCG, HR and coverage.
-        batch_size: Users per ``score_fn`` call.
+        batch_size: Most users per ``score_fn`` call.
+        memory_bytes: Working memory of one call's ranking (scores, masks,
+            top-k): users are scored in chunks of
+            ``max(1, memory_bytes // ((N + 1) * 24))`` when that is fewer than
+            ``batch_size``, so memory stays bounded on any catalogue and time
+            grows linearly with users × items. The results do not depend on
+            the chunking.
         max_len: Width of the scorer input; default the longest history.
         ties: ``"pessimistic"`` or ``"optimistic"``.
         num_bootstrap: Bootstrap resamples for ``ci95``; 0 skips the intervals.
@@ -102,7 +111,11 @@ def evaluate_full_ranking(
     num_items = check_num_items(num_items)
     k = check_k(k)
     ties = check_ties(ties)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size = users_per_chunk(
+        check_positive_int(batch_size, "batch_size"),
+        num_items,
+        check_positive_int(memory_bytes, "memory_bytes"),
+    )
     num_bootstrap = check_num_bootstrap(num_bootstrap)
     offsets, items = to_csr(histories, num_items, "histories")
     num_users = offsets.size - 1

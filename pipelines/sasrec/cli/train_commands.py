@@ -25,7 +25,7 @@ from sasrec.cli.train_flags import (
 from sasrec.training.options import TrainOptions
 
 # The final-evaluation settings `sasrec evaluate` shares with `sasrec train`.
-EVALUATION_FIELDS = ("sampled_eval", "bootstrap")
+EVALUATION_FIELDS = ("sampled_eval", "bootstrap", "max_eval_users")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -89,6 +89,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         which=args.cases,
         sampled=settings["sampled_eval"],
         bootstrap=settings["bootstrap"],
+        max_users=settings["max_eval_users"],
+        progress=lambda line: print(line, flush=True),
     )
     print(format_evaluation(evaluation))
     if args.json:

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
@@ -30,6 +31,12 @@ TRAIN_PREFIX = "train_"
 
 # Set from the data, not by a flag.
 MODEL_FIELDS_FROM_DATA = ("num_items",)
+
+# Flags whose default is "not given" (None): the training job resolves them
+# from the data (``sasrec.training.loss_choice``: past a catalogue size the
+# default softmax becomes gBCE with 256 negatives). Their defaults are still
+# the SASRecConfig fields', defined there once.
+MODEL_FIELDS_RESOLVED_LATER = ("loss", "num_negatives")
 
 MODEL_FLAGS: dict[str, Flag] = {
     "norm_first": Flag(
@@ -75,6 +82,21 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     add_field_flags(
         group, SASRecConfig, prefix=MODEL_PREFIX, flags=MODEL_FLAGS, exclude=MODEL_FIELDS_FROM_DATA
     )
+    # From the fields, not an instance: building a config imports TensorFlow,
+    # which must wait until the console is configured.
+    defaults = {f.name: f.default for f in dataclasses.fields(SASRecConfig)}
+    notes = {
+        "loss": "Not given: gbce when the full softmax would pass its memory budget "
+        "(see README, Training on your logs).",
+        "num_negatives": "Not given: 256 when gbce is chosen for a large catalogue.",
+    }
+    for action in group._group_actions:
+        name = action.dest.removeprefix(MODEL_PREFIX)
+        if name in MODEL_FIELDS_RESOLVED_LATER:
+            # None = "not given"; the job resolves it (the shown default is the field's).
+            action.default = None
+            text = action.help.rsplit(" (default: ", 1)[0]
+            action.help = f"{text} {notes[name]} (default: {defaults[name]})"
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +105,15 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def model_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """``SASRecConfig`` fields from the model flags (all but ``num_items``)."""
-    return values_from_args(args, SASRecConfig, prefix=MODEL_PREFIX, flags=MODEL_FLAGS)
+    """``SASRecConfig`` fields from the model flags (all but ``num_items``).
+
+    ``loss`` and ``num_negatives`` are present only when given on the command line.
+    """
+    values = values_from_args(args, SASRecConfig, prefix=MODEL_PREFIX, flags=MODEL_FLAGS)
+    for name in MODEL_FIELDS_RESOLVED_LATER:
+        if values.get(name) is None:
+            values.pop(name, None)
+    return values
 
 
 def train_options_from_args(args: argparse.Namespace) -> TrainOptions:

@@ -28,7 +28,15 @@ CHECKPOINT_DIR = ".checkpoint"
 RUN_FILE = "run.json"
 
 # Settings a resumed run may change: they do not alter what the finished run computes.
-_RESUMABLE_CHANGES = ("resume", "verbose", "epochs", "tensorboard", "steps_per_execution")
+_RESUMABLE_CHANGES = (
+    "resume",
+    "verbose",
+    "epochs",
+    "tensorboard",
+    "steps_per_execution",
+    # Only the final evaluation reads it; checkpoints from before it existed resume.
+    "max_eval_users",
+)
 
 
 def open_checkpoint(

@@ -9,6 +9,13 @@ def format_evaluation(evaluation: dict[str, Any]) -> str:
     """Side-by-side tables of SASRec and the baselines, one per protocol."""
     from sasrec.evaluation import format_report
 
+    users = f"{evaluation['num_users']} users"
+    sample = evaluation.get("users_sampled")
+    if sample:
+        users = (
+            f"{sample['evaluated']:,} of {sample['of']:,} users, a seeded sample; "
+            "the CIs include it"
+        )
     parts = []
     for protocol, title in (
         ("full_ranking_exclude_history", "Full ranking, history excluded"),
@@ -17,9 +24,7 @@ def format_evaluation(evaluation: dict[str, Any]) -> str:
     ):
         if protocol in evaluation:
             table = format_report(evaluation[protocol])
-            parts.append(
-                f"{title} — {evaluation['cases']} ({evaluation['num_users']} users)\n{table}"
-            )
+            parts.append(f"{title} — {evaluation['cases']} ({users})\n{table}")
     verdict = sasrec_verdict(evaluation)
     if verdict:
         parts.append(verdict)

@@ -35,6 +35,7 @@ from sasrec.runtime import configure_threads, keep_freed_memory
 from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
 from sasrec.training.epoch_timer import EpochTimer
 from sasrec.training.final_evaluation import evaluate_split
+from sasrec.training.loss_choice import choose_loss
 from sasrec.training.options import DataOptions, TrainOptions
 from sasrec.training.preparation import Prepared, prepare_data, validation_sample
 from sasrec.training.report import format_evaluation
@@ -71,7 +72,11 @@ def run_training(
             or a write failed later for lack of space. Every file under
             ``out`` is then complete: the checkpoint can be resumed and no
             partial version or temporary file is left.
-        ValueError: bad data or options.
+        ValueError: bad data or options;
+            :class:`~sasrec.training.loss_choice.SoftmaxTooLargeError` when
+            ``model_overrides["loss"] == "softmax"`` on a catalogue whose
+            logits pass the memory budget (without a ``"loss"`` the job picks
+            gBCE there instead).
 
     Example:
         >>> run_training("runs/m", DataOptions(), {"hidden_dim": 32}, TrainOptions(epochs=2))
@@ -93,6 +98,13 @@ def _run_locked(
 
     prepared = prepare_data(data)
     _show_data(prepared, train)
+    # Before any tensor: the full softmax past its memory budget becomes gBCE
+    # (or, asked for explicitly, SoftmaxTooLargeError).
+    model_overrides, loss_note = choose_loss(
+        model_overrides, prepared.vocabulary.num_items, train.batch_size
+    )
+    if loss_note:
+        print(loss_note, flush=True)
     config = SASRecConfig(num_items=prepared.vocabulary.num_items, **model_overrides)
     inputs, positives = training_windows(prepared.split.train, config.max_len)
     config = _with_loss_denominator(config, positives, train)
@@ -123,6 +135,8 @@ def _run_locked(
         sampled=train.sampled_eval,
         bootstrap=train.bootstrap,
         seed=train.seed,
+        max_users=train.max_eval_users,
+        progress=(lambda line: print(line, flush=True)) if train.verbose else None,
     )
     _say(train, format_evaluation(evaluation))
 
