@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -32,6 +33,28 @@ class FusedAdam(keras.optimizers.Adam):
     ``amsgrad`` is not supported. Single-device training only (no
     ``tf.distribute`` strategy).
 
+    With ``lazy_item_table=True`` every large two-dimensional variable (the
+    item table) gets lazy-Adam updates, as TF Addons' ``LazyAdam``: only the
+    rows the step touched move, ``m[r] = b1 m[r] + (1 - b1) g[r]``,
+    ``v[r] = b2 v[r] + (1 - b2) g[r]^2``, ``w[r] -= lr_t m[r] / (sqrt(v[r]) +
+    eps)`` with the global step's bias correction ``lr_t``; the other rows
+    keep their weights and both moments (dense Adam would keep moving them
+    with their momentum). The touched rows are the rows of an
+    ``IndexedSlices`` gradient's indices, or, for the dense table gradient
+    the model produces (``ItemEmbedding``'s segment sum), the rows with a
+    nonzero gradient entry: the input, positive and negative ids of the
+    batch (a looked-up row whose gradient is exactly zero, such as the
+    masked padding row, counts as untouched). On rows touched every step
+    the result equals dense Adam. Rarely seen items then keep a stale
+    momentum instead of drifting, which is the point for large catalogues
+    with a few thousand rows touched per step.
+
+    The update is one masked elementwise pass over the table inside the
+    compiled step (shapes stay static under XLA), so it changes Adam's
+    semantics, not the cost of the table update; earlier measurement found a
+    row gather/scatter costlier than the dense pass from about 1,500 touched
+    rows on a 23k table, which is why this is off by default.
+
     Args:
         learning_rate: As ``keras.optimizers.Adam``.
         beta_1: As ``keras.optimizers.Adam``.
@@ -39,6 +62,8 @@ class FusedAdam(keras.optimizers.Adam):
         epsilon: As ``keras.optimizers.Adam``.
         fuse_below: Variables with fewer entries than this are updated
             together; 0 fuses none (plain Adam).
+        lazy_item_table: Lazy-Adam updates (touched rows only) for the
+            unfused two-dimensional variables; False keeps dense Adam.
         **kwargs: Other ``keras.optimizers.Optimizer`` arguments.
 
     Example:
@@ -56,6 +81,7 @@ class FusedAdam(keras.optimizers.Adam):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         fuse_below: int = 65_536,
+        lazy_item_table: bool = False,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("amsgrad", False):
@@ -70,7 +96,10 @@ class FusedAdam(keras.optimizers.Adam):
             amsgrad=False,
             **kwargs,
         )
+        if not isinstance(lazy_item_table, bool):
+            raise ValueError(f"lazy_item_table must be a bool, received {lazy_item_table!r}")
         self.fuse_below = fuse_below
+        self.lazy_item_table = lazy_item_table
 
     def build(self, var_list: list[Any]) -> None:
         if self.built:
@@ -106,6 +135,8 @@ class FusedAdam(keras.optimizers.Adam):
             index = self._get_variable_index(variable)
             if index in self._fused_offsets:
                 fused[index] = (grad, variable)
+            elif self.lazy_item_table and len(variable.shape) == 2:
+                self._lazy_update(grad, variable, index, learning_rate)
             else:
                 own_grads.append(grad)
                 own_vars.append(variable)
@@ -151,8 +182,37 @@ class FusedAdam(keras.optimizers.Adam):
             offset, size = self._fused_offsets[index]
             self.assign_sub(variable, ops.reshape(delta[offset : offset + size], variable.shape))
 
+    def _lazy_update(self, grad: Any, variable: Any, index: int, learning_rate: Any) -> None:
+        """Lazy Adam on one table: rows without gradient keep weights and moments."""
+        dtype = variable.dtype
+        if isinstance(grad, tf.IndexedSlices):
+            rows = grad.indices
+            touched = tf.math.unsorted_segment_max(
+                tf.ones_like(rows, dtype="int32"), rows, num_segments=variable.shape[0]
+            )
+            touched = ops.greater(touched, 0)
+            grad = tf.convert_to_tensor(grad)
+        else:
+            touched = ops.any(ops.not_equal(grad, 0), axis=1)
+        g = ops.cast(grad, dtype)
+        touched = ops.expand_dims(touched, 1)
+        m, v = self._momentums[index], self._velocities[index]
+        new_m = ops.where(touched, m + (g - m) * (1 - self.beta_1), m)
+        new_v = ops.where(touched, v + (ops.square(g) - v) * (1 - self.beta_2), v)
+        self.assign(m, new_m)
+        self.assign(v, new_v)
+        step = ops.cast(self.iterations + 1, dtype)
+        alpha = (
+            ops.cast(learning_rate, dtype)
+            * ops.sqrt(1 - ops.power(ops.cast(self.beta_2, dtype), step))
+            / (1 - ops.power(ops.cast(self.beta_1, dtype), step))
+        )
+        delta = ops.where(touched, new_m * alpha / (ops.sqrt(new_v) + self.epsilon), 0)
+        self.assign_sub(variable, delta)
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.pop("amsgrad", None)
         config["fuse_below"] = self.fuse_below
+        config["lazy_item_table"] = self.lazy_item_table
         return config
