@@ -217,3 +217,23 @@ def test_lazy_item_table_trains_sasrec_touching_only_batch_rows():
     assert np.abs(weights[True][touched] - initial[touched]).max(axis=1).min() > 1e-4
     # The same batch every step touches the same rows: lazy == dense Adam there.
     np.testing.assert_allclose(weights[True][touched], weights[False][touched], atol=1e-5)
+
+
+def test_sparse_item_updates_option_reaches_the_optimizer():
+    import argparse
+
+    from pipelines.sasrec.cli.train_flags import add_training_flags, train_options_from_args
+    from pipelines.sasrec.training.run import _compiled_model
+    from sasrec.config import SASRecConfig
+
+    parser = argparse.ArgumentParser()
+    add_training_flags(parser)
+    assert train_options_from_args(parser.parse_args([])).sparse_item_updates is False
+    train = train_options_from_args(parser.parse_args(["--sparse-item-updates"]))
+    assert train.sparse_item_updates is True
+    config = SASRecConfig(num_items=30, max_len=5, hidden_dim=8)
+    assert _compiled_model(config, train).optimizer.lazy_item_table is True
+    default = _compiled_model(config, train_options_from_args(parser.parse_args([])))
+    assert default.optimizer.lazy_item_table is False
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(default.optimizer))
+    assert again.lazy_item_table is False
