@@ -125,8 +125,13 @@ def _lazy_run(optimizer, grads_per_step, table):
     return variable.numpy(), optimizer
 
 
-def test_lazy_item_table_equals_adam_on_rows_touched_every_step():
-    """Rows 1, 3, 5 touched at all 5 steps: lazy == dense Adam; others differ from it."""
+@pytest.mark.parametrize("max_rows", [16_384, 3, 0])
+def test_lazy_item_table_equals_adam_on_rows_touched_every_step(max_rows):
+    """Rows 1, 3, 5 touched at all 5 steps: lazy == dense Adam; others differ from it.
+
+    max_rows 3: the 4-row first step takes the masked pass, the others the
+    row gather/scatter; 0: masked passes only.
+    """
     rng = np.random.default_rng(4)
     table = rng.normal(size=(8, 3)).astype("float32")
     grads = []
@@ -138,7 +143,9 @@ def test_lazy_item_table_equals_adam_on_rows_touched_every_step():
         grads.append(g)
     dense, _ = _lazy_run(FusedAdam(0.05, beta_2=0.98, fuse_below=0), grads, table)
     lazy, opt = _lazy_run(
-        FusedAdam(0.05, beta_2=0.98, fuse_below=0, lazy_item_table=True), grads, table
+        FusedAdam(0.05, beta_2=0.98, fuse_below=0, lazy_item_table=True, lazy_max_rows=max_rows),
+        grads,
+        table,
     )
     np.testing.assert_allclose(lazy[[1, 3, 5]], dense[[1, 3, 5]], rtol=1e-6, atol=1e-6)
     assert np.abs(lazy[[1, 3, 5]] - table[[1, 3, 5]]).min() > 1e-3
@@ -150,13 +157,16 @@ def test_lazy_item_table_equals_adam_on_rows_touched_every_step():
     np.testing.assert_array_equal(v[[0, 2, 4, 7]], 0.0)
 
 
-def test_lazy_item_table_keeps_untouched_row_as_hand_computed():
+@pytest.mark.parametrize("max_rows", [16_384, 0])
+def test_lazy_item_table_keeps_untouched_row_as_hand_computed(max_rows):
     """b1 = b2 = 0.5, eps = 0: a row touched at step 1 only stays put at step 2."""
     table = np.array([[1.0, 2.0], [5.0, 5.0]], "float32")
     g1 = np.array([[3.0, -1.0], [2.0, 2.0]], "float32")
     g2 = np.array([[0.0, 0.0], [4.0, -4.0]], "float32")
     kwargs = dict(learning_rate=0.1, beta_1=0.5, beta_2=0.5, epsilon=0.0, fuse_below=0)
-    lazy, opt = _lazy_run(FusedAdam(lazy_item_table=True, **kwargs), [g1, g2], table)
+    lazy, opt = _lazy_run(
+        FusedAdam(lazy_item_table=True, lazy_max_rows=max_rows, **kwargs), [g1, g2], table
+    )
     dense, _ = _lazy_run(FusedAdam(**kwargs), [g1, g2], table)
     # Step 1 moves every row by 0.1 * sign(g) (as in the hand-computed test above).
     np.testing.assert_allclose(lazy[0], [0.9, 2.1], rtol=1e-6)
@@ -237,3 +247,11 @@ def test_sparse_item_updates_option_reaches_the_optimizer():
     assert default.optimizer.lazy_item_table is False
     again = keras.optimizers.deserialize(keras.optimizers.serialize(default.optimizer))
     assert again.lazy_item_table is False
+    assert (
+        keras.optimizers.deserialize(
+            keras.optimizers.serialize(FusedAdam(lazy_item_table=True, lazy_max_rows=7))
+        ).get_config()["lazy_max_rows"]
+        == 7
+    )
+    with pytest.raises(ValueError, match="lazy_max_rows"):
+        FusedAdam(lazy_max_rows=-1)
