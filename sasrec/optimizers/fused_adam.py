@@ -49,13 +49,19 @@ class FusedAdam(keras.optimizers.Adam):
     momentum instead of drifting, which is the point for large catalogues
     with a few thousand rows touched per step.
 
-    Shapes stay static under XLA: the touched rows' ids are compacted into
-    ``lazy_max_rows`` slots and only those rows are gathered, updated and
-    scattered back; a step touching more rows takes one masked elementwise
-    pass over the table instead. Finding the touched rows still reads the
-    dense gradient once. Earlier measurement found a row gather/scatter
-    costlier than the dense pass from about 1,500 touched rows on a 23k
-    table, which is why this is off by default.
+    Shapes stay static under XLA. By default the update is one masked
+    elementwise pass over the table (``where(touched, adam_row, old_row)``
+    for weights and both moments), which XLA:CPU fuses into one kernel: 50
+    compiled updates of a 200k x 64 table took 0.11-0.20 s against
+    1.0-1.3 s for Keras' dense Adam (2,000 or 200 nonzero rows; 2 shared
+    cores). With ``lazy_max_rows > 0`` a step touching at most that many
+    rows compacts their ids into static slots and gathers, updates and
+    scatters back only those rows; same arithmetic, but it measured slower
+    (2.2 s for the same 50 updates: the compaction reads every row, and
+    scatters are serial on XLA:CPU), so it is off. Earlier measurement also
+    found a row gather/scatter costlier than the dense pass from about
+    1,500 touched rows on a 23k table. Lazy updates change training for
+    rarely seen items, so they are off by default.
 
     Args:
         learning_rate: As ``keras.optimizers.Adam``.
@@ -68,8 +74,8 @@ class FusedAdam(keras.optimizers.Adam):
             unfused two-dimensional variables; False keeps dense Adam.
         lazy_max_rows: With ``lazy_item_table``, a step touching at most
             this many rows updates them by row gather/scatter; a step
-            touching more (or 0 here) uses one masked pass over the table.
-            Same arithmetic either way.
+            touching more uses the masked pass; 0 (default, faster as
+            measured on CPU): always the masked pass. Same arithmetic.
         **kwargs: Other ``keras.optimizers.Optimizer`` arguments.
 
     Example:
@@ -88,7 +94,7 @@ class FusedAdam(keras.optimizers.Adam):
         epsilon: float = 1e-7,
         fuse_below: int = 65_536,
         lazy_item_table: bool = False,
-        lazy_max_rows: int = 16_384,
+        lazy_max_rows: int = 0,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("amsgrad", False):

@@ -119,14 +119,15 @@ class TrainOptions:
         sparse_item_updates: Lazy-Adam updates of the item table
             (``FusedAdam(lazy_item_table=True)``): only the rows a step
             touched (the batch's input, positive and negative ids) move,
-            weights and moments; the other rows keep a stale momentum
-            instead of drifting with it. Meant for large catalogues, where a
-            batch touches a few thousand of a million rows. Off by default:
-            on rows touched every step it equals Adam, but rarely seen items
-            train differently, and it does not make the step cheaper (the
-            update is still one masked pass over the table under XLA; an
-            earlier row gather/scatter variant cost more than the dense pass
-            from about 1,500 touched rows on the 23k-item Games table).
+            weights and moments; the other rows keep their momentum instead
+            of drifting with it. Meant for large catalogues, where a batch
+            touches a few thousand of a million rows. On rows touched every
+            step it equals Adam, but rarely seen items train differently,
+            so it is off by default. The update is one masked pass over the
+            table, which XLA:CPU fuses (50 updates of a 200k x 64 table:
+            0.11-0.20 s against 1.0-1.3 s for the dense Adam update); a
+            row gather/scatter variant measured slower (2.2 s there, and
+            above the dense pass from about 1,500 touched rows on Games).
 
     Example:
         >>> TrainOptions(epochs=30, patience=3).batch_size
