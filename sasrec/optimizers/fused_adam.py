@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -32,6 +33,36 @@ class FusedAdam(keras.optimizers.Adam):
     ``amsgrad`` is not supported. Single-device training only (no
     ``tf.distribute`` strategy).
 
+    With ``lazy_item_table=True`` every large two-dimensional variable (the
+    item table) gets lazy-Adam updates, as TF Addons' ``LazyAdam``: only the
+    rows the step touched move, ``m[r] = b1 m[r] + (1 - b1) g[r]``,
+    ``v[r] = b2 v[r] + (1 - b2) g[r]^2``, ``w[r] -= lr_t m[r] / (sqrt(v[r]) +
+    eps)`` with the global step's bias correction ``lr_t``; the other rows
+    keep their weights and both moments (dense Adam would keep moving them
+    with their momentum). The touched rows are the rows of an
+    ``IndexedSlices`` gradient's indices, or, for the dense table gradient
+    the model produces (``ItemEmbedding``'s segment sum), the rows with a
+    nonzero gradient entry: the input, positive and negative ids of the
+    batch (a looked-up row whose gradient is exactly zero, such as the
+    masked padding row, counts as untouched). On rows touched every step
+    the result equals dense Adam. Rarely seen items then keep a stale
+    momentum instead of drifting, which is the point for large catalogues
+    with a few thousand rows touched per step.
+
+    Shapes stay static under XLA. By default the update is one masked
+    elementwise pass over the table (``where(touched, adam_row, old_row)``
+    for weights and both moments), which XLA:CPU fuses into one kernel: 50
+    compiled updates of a 200k x 64 table took 0.11-0.20 s against
+    1.0-1.3 s for Keras' dense Adam (2,000 or 200 nonzero rows; 2 shared
+    cores). With ``lazy_max_rows > 0`` a step touching at most that many
+    rows compacts their ids into static slots and gathers, updates and
+    scatters back only those rows; same arithmetic, but it measured slower
+    (2.2 s for the same 50 updates: the compaction reads every row, and
+    scatters are serial on XLA:CPU), so it is off. Earlier measurement also
+    found a row gather/scatter costlier than the dense pass from about
+    1,500 touched rows on a 23k table. Lazy updates change training for
+    rarely seen items, so they are off by default.
+
     Args:
         learning_rate: As ``keras.optimizers.Adam``.
         beta_1: As ``keras.optimizers.Adam``.
@@ -39,6 +70,12 @@ class FusedAdam(keras.optimizers.Adam):
         epsilon: As ``keras.optimizers.Adam``.
         fuse_below: Variables with fewer entries than this are updated
             together; 0 fuses none (plain Adam).
+        lazy_item_table: Lazy-Adam updates (touched rows only) for the
+            unfused two-dimensional variables; False keeps dense Adam.
+        lazy_max_rows: With ``lazy_item_table``, a step touching at most
+            this many rows updates them by row gather/scatter; a step
+            touching more uses the masked pass; 0 (default, faster as
+            measured on CPU): always the masked pass. Same arithmetic.
         **kwargs: Other ``keras.optimizers.Optimizer`` arguments.
 
     Example:
@@ -56,6 +93,8 @@ class FusedAdam(keras.optimizers.Adam):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         fuse_below: int = 65_536,
+        lazy_item_table: bool = False,
+        lazy_max_rows: int = 0,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("amsgrad", False):
@@ -70,7 +109,17 @@ class FusedAdam(keras.optimizers.Adam):
             amsgrad=False,
             **kwargs,
         )
+        if not isinstance(lazy_item_table, bool):
+            raise ValueError(f"lazy_item_table must be a bool, received {lazy_item_table!r}")
         self.fuse_below = fuse_below
+        if (
+            isinstance(lazy_max_rows, bool)
+            or not isinstance(lazy_max_rows, int)
+            or lazy_max_rows < 0
+        ):
+            raise ValueError(f"lazy_max_rows must be an int >= 0, received {lazy_max_rows!r}")
+        self.lazy_item_table = lazy_item_table
+        self.lazy_max_rows = lazy_max_rows
 
     def build(self, var_list: list[Any]) -> None:
         if self.built:
@@ -106,6 +155,8 @@ class FusedAdam(keras.optimizers.Adam):
             index = self._get_variable_index(variable)
             if index in self._fused_offsets:
                 fused[index] = (grad, variable)
+            elif self.lazy_item_table and len(variable.shape) == 2:
+                self._lazy_update(grad, variable, index, learning_rate)
             else:
                 own_grads.append(grad)
                 own_vars.append(variable)
@@ -151,8 +202,69 @@ class FusedAdam(keras.optimizers.Adam):
             offset, size = self._fused_offsets[index]
             self.assign_sub(variable, ops.reshape(delta[offset : offset + size], variable.shape))
 
+    def _lazy_update(self, grad: Any, variable: Any, index: int, learning_rate: Any) -> None:
+        """Lazy Adam on one table: rows without gradient keep weights and moments."""
+        dtype = variable.dtype
+        rows = variable.shape[0]
+        if isinstance(grad, tf.IndexedSlices):
+            touched = tf.math.unsorted_segment_max(
+                tf.ones_like(grad.indices, dtype="int32"), grad.indices, num_segments=rows
+            )
+            touched = ops.greater(touched, 0)
+            grad = tf.convert_to_tensor(grad)
+        else:
+            touched = ops.any(ops.not_equal(grad, 0), axis=1)
+        g = ops.cast(grad, dtype)
+        m, v = self._momentums[index], self._velocities[index]
+        step = ops.cast(self.iterations + 1, dtype)
+        alpha = (
+            ops.cast(learning_rate, dtype)
+            * ops.sqrt(1 - ops.power(ops.cast(self.beta_2, dtype), step))
+            / (1 - ops.power(ops.cast(self.beta_1, dtype), step))
+        )
+        bound = min(self.lazy_max_rows, rows)
+        count = ops.sum(ops.cast(touched, "int32"))
+
+        def masked_pass() -> Any:
+            mask = ops.expand_dims(touched, 1)
+            new_m = ops.where(mask, m + (g - m) * (1 - self.beta_1), m)
+            new_v = ops.where(mask, v + (ops.square(g) - v) * (1 - self.beta_2), v)
+            self.assign(m, new_m)
+            self.assign(v, new_v)
+            delta = ops.where(mask, new_m * alpha / (ops.sqrt(new_v) + self.epsilon), 0)
+            self.assign_sub(variable, delta)
+            return count
+
+        def row_pass() -> Any:
+            # The touched rows' ids compacted into `bound` static slots (a
+            # cumulative sum gives each its slot; the rest go to a dropped
+            # segment), then gather, update and scatter-add only those rows.
+            slot = ops.where(touched, ops.cumsum(ops.cast(touched, "int32")) - 1, bound)
+            ids = tf.math.unsorted_segment_max(
+                tf.range(rows, dtype="int32"), slot, num_segments=bound + 1
+            )[:bound]
+            valid = ops.less(ops.arange(bound, dtype="int32"), count)
+            ids = ops.where(valid, ids, 0)
+            keep = ops.expand_dims(valid, 1)
+            g_r, m_r, v_r = (ops.take(x, ids, axis=0) for x in (g, m, v))
+            new_m = m_r + (g_r - m_r) * (1 - self.beta_1)
+            new_v = v_r + (ops.square(g_r) - v_r) * (1 - self.beta_2)
+            # Padding slots point at row 0 and add zeros.
+            self.assign_add(m, tf.IndexedSlices(ops.where(keep, new_m - m_r, 0), ids))
+            self.assign_add(v, tf.IndexedSlices(ops.where(keep, new_v - v_r, 0), ids))
+            delta = ops.where(keep, new_m * alpha / (ops.sqrt(new_v) + self.epsilon), 0)
+            self.assign_sub(variable, tf.IndexedSlices(delta, ids))
+            return count
+
+        if bound == 0:
+            masked_pass()
+        else:
+            tf.cond(count <= bound, row_pass, masked_pass)
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.pop("amsgrad", None)
         config["fuse_below"] = self.fuse_below
+        config["lazy_item_table"] = self.lazy_item_table
+        config["lazy_max_rows"] = self.lazy_max_rows
         return config

@@ -123,6 +123,18 @@ class TrainOptions:
             histories several times the weight of one in a batch of long
             ones (on Games, paper settings: sampled NDCG@10 0.527 against
             0.538 with ``"epoch"``, full-ranking 0.030 against 0.033).
+        sparse_item_updates: Lazy-Adam updates of the item table
+            (``FusedAdam(lazy_item_table=True)``): only the rows a step
+            touched (the batch's input, positive and negative ids) move,
+            weights and moments; the other rows keep their momentum instead
+            of drifting with it. Meant for large catalogues, where a batch
+            touches a few thousand of a million rows. On rows touched every
+            step it equals Adam, but rarely seen items train differently,
+            so it is off by default. The update is one masked pass over the
+            table, which XLA:CPU fuses (50 updates of a 200k x 64 table:
+            0.11-0.20 s against 1.0-1.3 s for the dense Adam update); a
+            row gather/scatter variant measured slower (2.2 s there, and
+            above the dense pass from about 1,500 touched rows on Games).
 
     Example:
         >>> TrainOptions(epochs=30, patience=3).batch_size
@@ -149,6 +161,7 @@ class TrainOptions:
     chunk_batches: int = CHUNK_BATCHES
     steps_per_execution: int = 16
     loss_normalization: str = "epoch"
+    sparse_item_updates: bool = False
 
     def __post_init__(self) -> None:
         for name in (
