@@ -135,6 +135,8 @@ class TrainOptions:
             0.11-0.20 s against 1.0-1.3 s for the dense Adam update); a
             row gather/scatter variant measured slower (2.2 s there, and
             above the dense pass from about 1,500 touched rows on Games).
+            With ``--loss softmax`` every row gets a gradient each step, so
+            it changes nothing there; it is for the sampled losses.
 
     Example:
         >>> TrainOptions(epochs=30, patience=3).batch_size
