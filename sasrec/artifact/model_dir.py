@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,19 @@ def load_model_dir(path: str | os.PathLike) -> ModelArtifact:
     except (TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{path / CONFIG_FILE}: invalid model config: {err}") from err
     vocabulary = ItemVocabulary.load(path / VOCABULARY_FILE)
+    model_file = path / MODEL_FILE
+    # Keras reports a .keras file that is not a zip archive (truncated, or
+    # still being copied) as "File not found", which sends an operator
+    # looking for the wrong fault.
+    if not zipfile.is_zipfile(model_file):
+        raise ValueError(
+            f"{model_file}: not a Keras archive ({model_file.stat().st_size:,} bytes; "
+            "truncated, damaged or still being copied)"
+        )
     try:
-        model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
+        model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
     except Exception as err:  # zip, h5 and Keras errors all mean "corrupt"
-        raise ValueError(f"{path / MODEL_FILE}: cannot load the Keras model: {err}") from err
+        raise ValueError(f"{model_file}: cannot load the Keras model: {err}") from err
     if not isinstance(model, SASRec):
         raise ValueError(
             f"{path / MODEL_FILE}: expected a SASRec model, found {type(model).__name__}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -116,8 +117,15 @@ def test_corrupt_directories_give_clear_errors(saved, tmp_path):
     truncated = _copy(saved, tmp_path / "truncated")
     data = (truncated / "model.keras").read_bytes()
     (truncated / "model.keras").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"model\.keras: cannot load"):
+    with pytest.raises(ValueError, match=r"model\.keras: not a Keras archive .*truncated"):
         load_model_dir(truncated)
+
+    # A whole zip that is not a Keras model still gets Keras' own reason.
+    not_keras = _copy(saved, tmp_path / "not_keras")
+    with zipfile.ZipFile(not_keras / "model.keras", "w") as archive:
+        archive.writestr("hello.txt", "not a model")
+    with pytest.raises(ValueError, match=r"model\.keras: cannot load the Keras model"):
+        load_model_dir(not_keras)
 
     bad_config = _copy(saved, tmp_path / "bad_config")
     config = json.loads((bad_config / "config.json").read_text())
