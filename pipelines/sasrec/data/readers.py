@@ -39,7 +39,6 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,19 @@ from sasrec.data.data_report import DataReport
 from sasrec.data.errors import DataError
 from sasrec.data.presets import get_preset
 from sasrec.data.reader_options import ReaderOptions
+from sasrec.data.text_file import (
+    COMPRESSION_SUFFIXES,
+    MAX_LINE_BYTES,
+    Locator,
+    check_text_bytes,
+    data_line_locator,
+    decode_error,
+    head_lines,
+    is_compressed,
+    iter_lines,
+    nul_error,
+    open_stream,
+)
 from sasrec.data.timestamps import (
     VALID_RANGE,
     first_unit_change,
@@ -70,27 +82,10 @@ logger = logging.getLogger(__name__)
 _SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
 _SNIFF_CANDIDATES = ("\t", "::", ",", ";", "|", " ")
 _SNIFF_LINES = 20  # lines that must agree on the field count
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 _LINE_SPLIT_DELIMITER = "\x1e"  # ASCII record separator: never inside real log lines
 _BLOCK_SIZE = 1 << 24
-# Arrow's readers need a whole line inside one block: longer lines are an error.
-_MAX_LINE_BYTES = 1 << 24
 
-# Leading bytes of files that are not text, and what to tell the user.
-_MAGIC = (
-    (b"\x1f\x8b", "gzip", ".gz"),
-    (b"BZh", "bzip2", ".bz2"),
-    (b"\x28\xb5\x2f\xfd", "zstd", ".zst"),
-    (b"\x04\x22\x4d\x18", "lz4", ".lz4"),
-    (b"\xfd7zXZ\x00", "xz", None),
-    (b"PK\x03\x04", "zip", None),
-    (b"PAR1", "parquet", None),
-)
 _SHOWN_COLUMNS = 20  # column names listed in a "no such column" error
-_SUFFIX_CODEC = {".gz": "gzip", ".bz2": "bzip2", ".zst": "zstd", ".lz4": "lz4"}
-
-# Maps the data row index of an Arrow table to a (label, number) location.
-Locator = Callable[[list[int]], list[tuple[str, int]]]
 
 
 def load_interactions(
@@ -146,7 +141,7 @@ def read_interactions(
         if fmt == "parquet":
             table, columns, locate, extra = _read_parquet(file, opts)
         else:
-            _check_text_bytes(file, fmt, opts)
+            check_text_bytes(file, fmt, opts)
             reader = _read_json if fmt == "json" else _read_delimited
             table, columns, locate, extra = reader(file, opts)
         df, info = _to_frame(table, file, opts, columns, locate)
@@ -178,7 +173,7 @@ def _resolve_path(path: Path, opts: ReaderOptions) -> Path:
 
 def _base_suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
         suffixes = suffixes[:-1]
     return suffixes[-1] if suffixes else ""
 
@@ -192,167 +187,6 @@ def _detect_format(path: Path, opts: ReaderOptions) -> str:
     if suffix in (".json", ".jsonl", ".ndjson"):
         return "json"
     return "csv"
-
-
-def _check_text_bytes(path: Path, fmt: str, opts: ReaderOptions) -> None:
-    """Names compressed, archived, Parquet and UTF-16 files given as text."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    suffix = path.suffix.lower()
-    expected = _SUFFIX_CODEC.get(suffix)
-    kind = next(((name, ext) for magic, name, ext in _MAGIC if head.startswith(magic)), None)
-    if expected:
-        if kind is None or kind[0] != expected:
-            found = f"{kind[0]} data" if kind else f"bytes {head[:4]!r}"
-            raise DataError(
-                f"is named {suffix} but is not {expected}-compressed (starts with {found}); "
-                f"rename it to what it is",
-                path=path,
-            )
-        return
-    if kind is None:
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise DataError(
-                "looks UTF-16 encoded (starts with a UTF-16 byte-order mark); convert it to "
-                "UTF-8, e.g. iconv -f UTF-16 -t UTF-8",
-                path=path,
-            )
-        return
-    name, ext = kind
-    if name == "parquet":
-        raise DataError(
-            f"looks like a Parquet file (starts with 'PAR1') but is read as {fmt}; "
-            f"name it {path.stem}.parquet or pass --format parquet (format='parquet' in Python)",
-            path=path,
-        )
-    if ext:
-        advice = f"decompress it or name it {path.name}{ext}"
-    elif name == "zip":
-        advice = "it is a zip archive (or a spreadsheet): extract or export the log as text"
-    else:
-        advice = f"decompress it ({name} is not read directly)"
-    raise DataError(
-        f"looks {name}-compressed (starts with 0x{head[:2].hex()}); {advice}", path=path
-    )
-
-
-def _open(path: Path) -> pa.NativeFile:
-    return pa.input_stream(str(path), compression="detect")
-
-
-def _iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """Yields ``(line_number, byte_offset, raw_line_without_newline)``.
-
-    Raises:
-        DataError: A line longer than 16 MiB, or a compressed stream that
-            cannot be decompressed (naming the last line read).
-    """
-    with _open(path) as stream:
-        number, offset, rest = 0, 0, b""
-        while True:
-            try:
-                chunk = stream.read(1 << 20)
-            except (OSError, pa.ArrowException) as err:
-                where = f"after line {number}" if number else "at the start"
-                raise DataError(
-                    f"cannot decompress the file {where} ({err}): it is damaged or truncated",
-                    path=path,
-                ) from None
-            if not chunk:
-                break
-            parts = (rest + chunk).split(b"\n")
-            rest = parts.pop()
-            for raw in parts:
-                number += 1
-                _check_line_length(path, number, len(raw))
-                yield number, offset, raw
-                offset += len(raw) + 1
-            _check_line_length(path, number + 1, len(rest))
-        if rest:
-            yield number + 1, offset, rest
-
-
-def _check_line_length(path: Path, number: int, length: int) -> None:
-    if length > _MAX_LINE_BYTES:
-        raise DataError(
-            f"line is longer than {_MAX_LINE_BYTES >> 20} MiB "
-            f"({'at least ' if length else ''}{length:,} bytes): no interaction fits that; "
-            "a missing line break or an unclosed quote?",
-            path=path,
-            line=number,
-        )
-
-
-def _head_lines(path: Path, count: int, encoding: str) -> list[str]:
-    """The first ``count`` non-empty lines (decoded, BOM stripped)."""
-    lines: list[str] = []
-    for number, offset, raw in _iter_lines(path):
-        if not raw.strip(b"\r"):
-            continue
-        if number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        if b"\x00" in raw:
-            raise _nul_error(path, number, offset, raw)
-        try:
-            lines.append(raw.rstrip(b"\r").decode(encoding))
-        except UnicodeDecodeError as err:
-            raise _decode_error(path, number, offset, raw, err, encoding) from None
-        if len(lines) >= count:
-            break
-    return lines
-
-
-def _decode_error(
-    path: Path, number: int, offset: int, raw: bytes, err: UnicodeDecodeError, encoding: str
-) -> DataError:
-    bad = raw[err.start : err.start + 1]
-    return DataError(
-        f"invalid {encoding} byte 0x{bad.hex()} at byte offset {offset + err.start} "
-        f"(column {err.start + 1} of the line); if the file is not {encoding}, pass its "
-        "encoding with --encoding CODEC, e.g. --encoding latin-1 (encoding=... in Python)",
-        path=path,
-        line=number,
-    )
-
-
-def _nul_error(path: Path, number: int, offset: int, raw: bytes) -> DataError:
-    at = raw.index(b"\x00")
-    return DataError(
-        f"NUL byte (0x00) at byte offset {offset + at} (column {at + 1} of the line): "
-        "text logs have none; the file is binary, or UTF-16/UTF-32 (convert it to UTF-8)",
-        path=path,
-        line=number,
-    )
-
-
-def _first_nul(path: Path) -> DataError | None:
-    """The first line holding a NUL byte (error path only)."""
-    for number, offset, raw in _iter_lines(path):
-        if b"\x00" in raw:
-            return _nul_error(path, number, offset, raw)
-    return None
-
-
-def _data_line_locator(path: Path, skip_rows: int) -> Locator:
-    """Data row ``k`` is the ``k + skip_rows``-th non-empty physical line."""
-
-    def locate(rows: list[int]) -> list[tuple[str, int]]:
-        wanted = sorted({r + skip_rows for r in rows})
-        found: dict[int, int] = {}
-        index = -1
-        pos = 0
-        for number, _, raw in _iter_lines(path):
-            if not raw.strip(b"\r"):
-                continue
-            index += 1
-            while pos < len(wanted) and wanted[pos] == index:
-                found[index] = number
-                pos += 1
-            if pos == len(wanted):
-                break
-        return [("line", found.get(r + skip_rows, -1)) for r in rows]
-
-    return locate
 
 
 def _row_locator(rows: list[int]) -> list[tuple[str, int]]:
@@ -452,25 +286,25 @@ def _split_fields(line: str, sep: str) -> list[str]:
         return line.split(sep)  # what the csv module does without quotes, for any length
     if len(line) >= csv.field_size_limit():
         # The csv module refuses fields over 128 KiB; lines are already capped
-        # at _MAX_LINE_BYTES, so raising its (process-wide) cap only loosens a guard.
-        csv.field_size_limit(_MAX_LINE_BYTES + 1)
+        # at MAX_LINE_BYTES, so raising its (process-wide) cap only loosens a guard.
+        csv.field_size_limit(MAX_LINE_BYTES + 1)
     return next(csv.reader([line], delimiter=sep))
 
 
 def _scan_text_problem(path: Path, sep: str, n_fields: int, encoding: str) -> DataError | None:
     """Finds the first undecodable or wrongly-sized line (error path only)."""
-    for number, offset, raw in _iter_lines(path):
+    for number, offset, raw in iter_lines(path):
         line = raw.rstrip(b"\r")
         if not line:
             continue
         if number == 1 and line.startswith(codecs.BOM_UTF8):
             line = line[len(codecs.BOM_UTF8) :]
         if b"\x00" in line:
-            return _nul_error(path, number, offset, raw)
+            return nul_error(path, number, offset, raw)
         try:
             text = line.decode(encoding)
         except UnicodeDecodeError as err:
-            return _decode_error(path, number, offset, raw, err, encoding)
+            return decode_error(path, number, offset, raw, err, encoding)
         found = len(_split_fields(text, sep))
         if found != n_fields:
             return DataError(
@@ -485,7 +319,7 @@ def _scan_text_problem(path: Path, sep: str, n_fields: int, encoding: str) -> Da
 def _read_delimited(
     path: Path, opts: ReaderOptions
 ) -> tuple[pa.Table, dict[str, str], Locator, dict[str, Any]]:
-    head = _head_lines(path, _SNIFF_LINES, opts.encoding)
+    head = head_lines(path, _SNIFF_LINES, opts.encoding)
     if not head:
         raise DataError("file has no data lines", path=path)
     first = head[0]
@@ -502,7 +336,7 @@ def _read_delimited(
     names = [f.strip() for f in fields] if header else [f"f{i}" for i in range(len(fields))]
     columns = _resolve_columns(path, opts, names, positional=not header)
     skip = 1 if header else 0
-    locate = _data_line_locator(path, skip)
+    locate = data_line_locator(path, skip)
     extra = {"sep": sep, "header": header}
 
     if len(sep) > 1:
@@ -528,7 +362,7 @@ def _read_delimited(
         )
         try:
             table = pcsv.read_csv(
-                _open(path) if _is_compressed(path) else str(path),
+                open_stream(path) if is_compressed(path) else str(path),
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert_options,
@@ -546,10 +380,6 @@ def _read_delimited(
     return _rename(table, columns), columns, locate, extra
 
 
-def _is_compressed(path: Path) -> bool:
-    return path.suffix.lower() in _COMPRESSION_SUFFIXES
-
-
 def _read_multichar(
     path: Path,
     opts: ReaderOptions,
@@ -562,7 +392,7 @@ def _read_multichar(
     """Arrow reads whole lines, then one vectorised split on the delimiter."""
     try:
         lines = pcsv.read_csv(
-            _open(path) if _is_compressed(path) else str(path),
+            open_stream(path) if is_compressed(path) else str(path),
             read_options=pcsv.ReadOptions(
                 skip_rows=skip,
                 column_names=["line"],
@@ -682,13 +512,13 @@ def _json_type(value: object) -> pa.DataType | None:
 
 
 def _first_json_object(path: Path, encoding: str) -> dict[str, Any]:
-    for number, offset, raw in _iter_lines(path):
+    for number, offset, raw in iter_lines(path):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw.decode(encoding))
         except UnicodeDecodeError as err:
-            raise _decode_error(path, number, offset, raw, err, encoding) from None
+            raise decode_error(path, number, offset, raw, err, encoding) from None
         except json.JSONDecodeError as err:
             raise DataError(f"malformed JSON ({err.msg})", path=path, line=number) from None
         if not isinstance(obj, dict):
@@ -711,7 +541,7 @@ def _read_json(
         fields.append(pa.field(name, kind))
     try:
         table = pjson.read_json(
-            _open(path) if _is_compressed(path) else str(path),
+            open_stream(path) if is_compressed(path) else str(path),
             read_options=pjson.ReadOptions(block_size=_BLOCK_SIZE),
             parse_options=pjson.ParseOptions(
                 explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"
@@ -724,7 +554,7 @@ def _read_json(
         # Types that change between lines, a malformed line or invalid UTF-8: the
         # slow path handles the first and names the line of the others.
         return _read_json_slow(path, opts, columns)
-    return _rename(table, columns), columns, _data_line_locator(path, 0), {}
+    return _rename(table, columns), columns, data_line_locator(path, 0), {}
 
 
 def _read_json_slow(
@@ -733,13 +563,13 @@ def _read_json_slow(
     """One ``json.loads`` per line: exact line numbers and mixed value types."""
     values: dict[str, list[Any]] = {c: [] for c in columns}
     numbers: list[int] = []
-    for number, offset, raw in _iter_lines(path):
+    for number, offset, raw in iter_lines(path):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw.decode(opts.encoding))
         except UnicodeDecodeError as err:
-            raise _decode_error(path, number, offset, raw, err, opts.encoding) from None
+            raise decode_error(path, number, offset, raw, err, opts.encoding) from None
         except json.JSONDecodeError as err:
             raise DataError(
                 f"malformed JSON ({err.msg} at column {err.colno})", path=path, line=number
@@ -835,17 +665,17 @@ def _encode_ids(
             f"the {name} value is not valid UTF-8 ({err})", path, name, columns, locate, row
         ) from None
     lengths = np.asarray(pc.binary_length(values).to_numpy(zero_copy_only=False))
-    if lengths.size and np.nanmax(lengths) > _MAX_LINE_BYTES:
+    if lengths.size and np.nanmax(lengths) > MAX_LINE_BYTES:
         # Arrow reads some lines longer than its block: hold them to the same limit.
         row = int(
-            np.flatnonzero((lengths[np.maximum(codes, 0)] > _MAX_LINE_BYTES) & (codes >= 0))[0]
+            np.flatnonzero((lengths[np.maximum(codes, 0)] > MAX_LINE_BYTES) & (codes >= 0))[0]
         )
         ((label, _),) = locate([row])
         if label == "line":
-            for _ in _iter_lines(path):  # raises on the first line over the limit
+            for _ in iter_lines(path):  # raises on the first line over the limit
                 pass
         raise _located(
-            f"the {name} value is longer than {_MAX_LINE_BYTES >> 20} MiB",
+            f"the {name} value is longer than {MAX_LINE_BYTES >> 20} MiB",
             path,
             name,
             columns,
