@@ -25,7 +25,7 @@ import grpc
 
 from sasrec.serving.convert import model_info_to_proto, recommendation_to_proto, request_from_proto
 from sasrec.serving.errors import DeadlineExceededError, ModelUnavailableError
-from sasrec.serving.server import MalformedRequestError, parse_request
+from sasrec.serving.request_parsing import MalformedRequestError, parse_request
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import error_status, prepare_batch
 from sasrec.serving.serving_metrics import ServingMetrics
@@ -253,7 +253,7 @@ class NativeFrontend:
         """Answers one server reflection request (the C++ side checked the token)."""
         from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-        from sasrec.serving.server import SERVICE_NAME
+        from sasrec.serving.request_parsing import SERVICE_NAME
 
         if self._reflection is None:
             names = (SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME)

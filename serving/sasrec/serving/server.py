@@ -17,66 +17,31 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection
 
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
+from sasrec.serving.grpc_handlers import health_handler, recommender_handler, reflection_handler
 from sasrec.serving.metrics_interceptor import MetricsInterceptor
 from sasrec.serving.micro_batcher import MicroBatcher
 from sasrec.serving.model_watcher import ModelWatcher
+from sasrec.serving.request_parsing import SERVICE_NAME
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import RecommenderServicer
 from sasrec.serving.serving_metrics import ServingMetrics
-from sasrec.serving.v1 import recommender_pb2
 
 logger = logging.getLogger("sasrec.serving")
 
-SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-# Request type of each method: the handlers get the raw body and parse it.
-REQUEST_TYPES: dict[str, type[Message]] = {
-    "Recommend": recommender_pb2.RecommendRequest,
-    "RecommendBatch": recommender_pb2.RecommendBatchRequest,
-    "GetModelInfo": recommender_pb2.GetModelInfoRequest,
-}
 # A method nobody serves: on stop, a call to it on the server's private port
 # tells when every call that reached the server before has reached Python.
 _PROBE_METHOD = "/sasrec.internal.Drain/Probe"
-
-
-class MalformedRequestError(ValueError):
-    """A request body that is not a valid protobuf message of the method's type."""
-
-
-def parse_request(request_type: type[Message], body: bytes) -> Message:
-    """Parses a request body; a malformed one is a client error, not a server one.
-
-    Both front ends parse here, so both answer ``INVALID_ARGUMENT`` with the
-    same short message (random bytes, a string field with invalid UTF-8, ...)
-    and log one warning line, without a traceback.
-
-    Raises:
-        MalformedRequestError: The body does not parse.
-    """
-    try:
-        return request_type.FromString(body)
-    except DecodeError as err:
-        text = str(err)
-        reason = text.rsplit(": ", 1)[-1][:100] if text else "cannot parse"
-        name = request_type.DESCRIPTOR.full_name
-        logger.warning(
-            "malformed request",
-            extra={"fields": {"type": name, "bytes": len(body), "error": reason}},
-        )
-        raise MalformedRequestError(f"request is not a valid {name} message ({reason})") from None
 
 
 _loop_lock = threading.Lock()
@@ -332,15 +297,15 @@ class RecommenderServer:
         # is an UNKNOWN with an error traceback). It also puts the calls in the
         # queue of the drain probe (see _catch_up).
         servicer = RecommenderServicer(lambda: self._predictor, self._batcher)
-        server.add_generic_rpc_handlers((_recommender_handler(servicer),))
+        server.add_generic_rpc_handlers((recommender_handler(servicer),))
         self._health = health.aio.HealthServicer()
         for service in ("", SERVICE_NAME):
             await self._health.set(service, _NOT_SERVING)
         # Health and reflection take raw bodies too: the same answer to a malformed one.
         server.add_generic_rpc_handlers(
             (
-                _health_handler(self._health),
-                _reflection_handler((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+                health_handler(self._health),
+                reflection_handler((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
             )
         )
         address = f"{opts.host}:{opts.port}"
@@ -459,104 +424,6 @@ def _add_probe_port(server: grpc.aio.Server) -> str | None:
         return address if server.add_insecure_port(address) else None
     except RuntimeError:  # no abstract sockets (not Linux): stop without the probe
         return None
-
-
-def _recommender_handler(servicer: RecommenderServicer) -> grpc.GenericRpcHandler:
-    """``sasrec.v1.Recommender`` with raw request bodies, parsed by each handler."""
-    # Registered as stream-unary although the contract is unary: grpcio never
-    # calls a unary handler for a call that half-closes without a message,
-    # and leaves the call open, holding a --max-concurrent slot until the
-    # client gives up. Reading the one message ourselves lets such a call be
-    # refused at once. The wire format of the two kinds is the same.
-    handlers = {
-        name: grpc.stream_unary_rpc_method_handler(
-            _parsing(getattr(servicer, name), request_type),
-            request_deserializer=None,
-            response_serializer=_serialize,
-        )
-        for name, request_type in REQUEST_TYPES.items()
-    }
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
-
-
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
-
-
-def _parsing(
-    behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
-    request_type: type[Message],
-) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-    """Reads and parses the one body, runs ``behavior``, refuses an answer ready too late.
-
-    The servicer checks the deadline before a request is queued and the
-    batcher when it takes it; a request scored on the event loop (a quiet
-    server) is not queued, so its answer is checked here: one ready after the
-    deadline is DEADLINE_EXCEEDED, as gRPC tells the client anyway, and as
-    the native front end answers it.
-    """
-
-    async def handle(_requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        body = await context.read()
-        if body is grpc.aio.EOF:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the call carried no request message"
-            )
-        request = await _parse_or_abort(request_type, body, context)
-        response = await behavior(request, context)
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the answer was ready"
-            )
-        return response
-
-    return handle
-
-
-async def _parse_or_abort(
-    request_type: type[Message], body: bytes, context: grpc.aio.ServicerContext
-) -> Any:
-    try:
-        return parse_request(request_type, body)
-    except MalformedRequestError as err:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-
-
-def _health_handler(servicer: Any) -> grpc.GenericRpcHandler:
-    """``grpc.health.v1.Health`` of ``servicer`` with raw request bodies."""
-    request_type = health_pb2.HealthCheckRequest
-
-    async def check(body: bytes, context: grpc.aio.ServicerContext) -> Any:
-        return await servicer.Check(await _parse_or_abort(request_type, body, context), context)
-
-    async def watch(body: bytes, context: grpc.aio.ServicerContext) -> None:
-        await servicer.Watch(await _parse_or_abort(request_type, body, context), context)
-
-    handlers = {
-        "Check": grpc.unary_unary_rpc_method_handler(check, response_serializer=_serialize),
-        "Watch": grpc.unary_stream_rpc_method_handler(watch, response_serializer=_serialize),
-    }
-    return grpc.method_handlers_generic_handler(health.SERVICE_NAME, handlers)
-
-
-def _reflection_handler(service_names: tuple[str, ...]) -> grpc.GenericRpcHandler:
-    """Server reflection (``grpc.reflection.v1alpha``) with raw request bodies."""
-    servicer = reflection.aio.ReflectionServicer(service_names)
-    request_type = reflection_pb2.ServerReflectionRequest
-
-    async def info(bodies: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def requests() -> Any:
-            async for body in bodies:
-                yield await _parse_or_abort(request_type, body, context)
-
-        async for response in servicer.ServerReflectionInfo(requests(), context):
-            yield response
-
-    handler = grpc.stream_stream_rpc_method_handler(info, response_serializer=_serialize)
-    return grpc.method_handlers_generic_handler(
-        reflection.SERVICE_NAME, {"ServerReflectionInfo": handler}
-    )
 
 
 def start_server(
