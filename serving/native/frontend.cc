@@ -424,11 +424,16 @@ class Frontend {
       q.payload = ToString(call->request);
       call->request.Clear();
     }
+    // Decided under the lock: once the call is in `waiting_`, Python may
+    // answer it (and set its state) before this thread looks at it again, so
+    // reading `call->state` after the lock would finish the call twice.
+    bool refuse_closed = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (rejected < 0) {
         if (closed_) {
           call->state = Call::State::kFinishing;
+          refuse_closed = true;
         } else {
           q.id = ++next_id_;
           call->id = q.id;
@@ -438,7 +443,7 @@ class Frontend {
       }
       if (!closed_) queue_.push_back(std::move(q));
     }
-    if (rejected < 0 && call->state == Call::State::kFinishing) {
+    if (refuse_closed) {
       Respond(call, grpc::StatusCode::UNAVAILABLE, "server is shutting down", "", "");
       return;
     }
