@@ -57,6 +57,9 @@ const char* const kReflectionMethod =
 const char* const kServiceName = "sasrec.v1.Recommender";
 const char* const kAuthMessage = "missing or invalid 'authorization: Bearer' token";
 const char* const kOverloadMessage = "Concurrent RPC limit exceeded!";
+// The request headers a call may carry (keys + values), as grpcio's default.
+constexpr size_t kMaxMetadataBytes = 16 * 1024;
+const char* const kMetadataMessage = "request headers exceed 16384 bytes";
 
 class Frontend;
 
@@ -145,6 +148,11 @@ class Frontend {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, reuse_port_ ? 1 : 0);
+    // gRPC C++ 1.51 answers headers over its limit by dropping the whole
+    // HTTP/2 connection (every call sharing it fails). So the transport takes
+    // up to 1 MiB and Accept refuses a call over kMaxMetadataBytes by itself,
+    // with RESOURCE_EXHAUSTED for that call only.
+    builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 1 << 20);
     std::shared_ptr<grpc::ServerCredentials> credentials;
     if (!tls_key_.empty()) {
       grpc::SslServerCredentialsOptions ssl;
@@ -324,7 +332,9 @@ class Frontend {
         ArmStream();
         in_flight_.fetch_add(1);
         s->arrival = Steady::now();
-        if (s->context.method() != kReflectionMethod) {
+        if (MetadataBytes(s->context) > kMaxMetadataBytes) {
+          FinishStream(s, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, kMetadataMessage));
+        } else if (s->context.method() != kReflectionMethod) {
           FinishStream(s, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, ""));
         } else if (!expected_auth_.empty() && !Authorized(s->context)) {
           FinishStream(s, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, kAuthMessage));
@@ -409,7 +419,10 @@ class Frontend {
     in_flight_.fetch_add(1);
     int rejected = -1;
     const char* message = nullptr;
-    if (!expected_auth_.empty() && !Authorized(call->context)) {
+    if (MetadataBytes(call->context) > kMaxMetadataBytes) {
+      rejected = grpc::StatusCode::RESOURCE_EXHAUSTED;
+      message = kMetadataMessage;
+    } else if (!expected_auth_.empty() && !Authorized(call->context)) {
       rejected = grpc::StatusCode::UNAUTHENTICATED;
       message = kAuthMessage;
     } else if (in_flight_.load() > max_concurrent_) {
@@ -448,6 +461,12 @@ class Frontend {
       return;
     }
     cv_.notify_one();
+  }
+
+  static size_t MetadataBytes(const grpc::ServerContext& context) {
+    size_t total = 0;
+    for (const auto& [key, value] : context.client_metadata()) total += key.size() + value.size();
+    return total;
   }
 
   // Exactly one `authorization` header holding the token (compared in
