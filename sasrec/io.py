@@ -59,6 +59,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _write_through_temporary(path, lambda fh: fh.write(data))
 
 
+def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Runs ``write`` on a binary file that appears as ``path`` only once complete.
+
+    For writers that stream (a Parquet writer fed chunk by chunk): a failure
+    or an interrupt leaves no ``path`` and no temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_through_temporary(path, write)
+
+
 def atomic_copy_file(source: Path, target: Path) -> None:
     """Copies ``source`` to ``target`` through a temporary file and a rename."""
 

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "sasrec.cli.data_commands",  # sasrec data synth|stats
     "sasrec.cli.train_commands",  # sasrec train|evaluate
     "sasrec.cli.serve_commands",  # sasrec serve|recommend
+    "sasrec.cli.offline_commands",  # sasrec recommend-all|explain
     "sasrec.cli.demo",  # sasrec demo
 )
 
