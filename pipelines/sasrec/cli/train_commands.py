@@ -35,6 +35,10 @@ def _train(args: argparse.Namespace) -> int:
     data = data_options_from_args(args)
     model = model_overrides_from_args(args)
     train = train_options_from_args(args)
+    if train.init_from is not None:
+        # The base model's settings hold unless a flag changes them from its default.
+        defaults = SASRecConfig.__dataclass_fields__
+        model = {k: v for k, v in model.items() if v != defaults[k].default}
     # Checked before the data is read, so a bad model flag fails at once. The
     # config checks the task's fields; the layers check theirs when built.
     SASRecConfig(num_items=1, **model).build_model()

@@ -137,6 +137,11 @@ class TrainOptions:
             above the dense pass from about 1,500 touched rows on Games).
             With ``--loss softmax`` every row gets a gradient each step, so
             it changes nothing there; it is for the sampled losses.
+        init_from: Warm start from this model version (or the newest under
+            this model root): its items keep their indices and rows, new
+            items get new rows, its architecture and (unless given) its loss
+            are kept; see ``sasrec.training.warm_start``. Model flags left
+            at their defaults do not override the base model's settings.
 
     Example:
         >>> TrainOptions(epochs=30, patience=3).batch_size
@@ -164,6 +169,7 @@ class TrainOptions:
     steps_per_execution: int = 16
     loss_normalization: str = "epoch"
     sparse_item_updates: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in (

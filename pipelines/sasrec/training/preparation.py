@@ -59,12 +59,20 @@ def load_clean_log(data: DataOptions) -> tuple[Any, Any]:
     )
 
 
-def split_log(df: Any, data: DataOptions) -> tuple[Any, Any]:
-    """Encodes a clean log and splits it: ``(Vocabulary, Split)``."""
+def split_log(df: Any, data: DataOptions, base_vocabulary: Any = None) -> tuple[Any, Any]:
+    """Encodes a clean log and splits it: ``(Vocabulary, Split)``.
+
+    With ``base_vocabulary`` (a warm start), its items keep their indices and
+    the log's other items are appended.
+    """
     from sasrec.data.encoding import build_vocabulary, encode_sequences
     from sasrec.data.splitting import leave_one_out, temporal_split
 
     vocabulary = build_vocabulary(df)
+    if base_vocabulary is not None:
+        from sasrec.training.warm_start import extended_vocabulary
+
+        vocabulary = extended_vocabulary(base_vocabulary, vocabulary)
     sequences = encode_sequences(df, vocabulary)
     if data.split == "leave_one_out":
         return vocabulary, leave_one_out(sequences)
@@ -72,14 +80,16 @@ def split_log(df: Any, data: DataOptions) -> tuple[Any, Any]:
     return vocabulary, split
 
 
-def prepare_data(data: DataOptions) -> Prepared:
+def prepare_data(data: DataOptions, base_vocabulary: Any = None) -> Prepared:
     """interactions -> cleaning -> vocabulary -> sequences -> split.
+
+    ``base_vocabulary``: see :func:`split_log`.
 
     Raises:
         ValueError: The cleaned log leaves no validation or no test user.
     """
     df, report = load_clean_log(data)
-    vocabulary, split = split_log(df, data)
+    vocabulary, split = split_log(df, data, base_vocabulary)
     if len(split.valid) == 0 or len(split.test) == 0:
         where = data.path or DATA_SYNTHETIC
         raise ValueError(

@@ -49,6 +49,7 @@ from sasrec.training.storage import (
 )
 from sasrec.training.validation_callback import ValidationCallback
 from sasrec.training.version_files import version_files
+from sasrec.training.warm_start import base_version, copy_base_weights, warm_config
 
 
 def run_training(
@@ -96,8 +97,12 @@ def _run_locked(
     _seed_process(train.seed)
     started = time.time()
 
-    prepared = prepare_data(data)
+    base = _base_model(train)
+    prepared = prepare_data(data, base.vocabulary if base else None)
     _show_data(prepared, train)
+    if base is not None:
+        # The base model's loss unless the command gives one.
+        model_overrides = {**_loss_settings(base.config), **model_overrides}
     # Before any tensor: the full softmax past its memory budget becomes gBCE
     # (or, asked for explicitly, SoftmaxTooLargeError).
     model_overrides, loss_note = choose_loss(
@@ -105,12 +110,24 @@ def _run_locked(
     )
     if loss_note:
         print(loss_note, flush=True)
-    config = SASRecConfig(num_items=prepared.vocabulary.num_items, **model_overrides)
+    if base is None:
+        config = SASRecConfig(num_items=prepared.vocabulary.num_items, **model_overrides)
+    else:
+        config, rest = warm_config(base.config, model_overrides, prepared.vocabulary.num_items)
+        config = config.replace(**rest)
     inputs, positives = training_windows(prepared.split.train, config.max_len)
     config = _with_loss_denominator(config, positives, train)
     dataset = _training_dataset(inputs, positives, config, train)
 
     model = _compiled_model(config, train)
+    if base is not None:
+        model.build()
+        rows = copy_base_weights(model, base.model, base.config.num_items)
+        _say(
+            train,
+            f"warm start from {base.path}: {rows:,} item rows kept, "
+            f"{config.num_items - rows:,} new",
+        )
     _check_free_space(out, model, prepared, train)
     checkpoint = open_checkpoint(out, data, config, train)
     validation = _validation(prepared, config, train, checkpoint)
@@ -159,6 +176,19 @@ def _run_locked(
     shutil.rmtree(checkpoint, ignore_errors=True)
     _say(train, f"saved {version_dir}")
     return version_dir
+
+
+def _base_model(train: TrainOptions) -> Any:
+    """The ``--init-from`` model artifact, or None."""
+    if train.init_from is None:
+        return None
+    from sasrec.artifact import load_model_dir
+
+    return load_model_dir(base_version(train.init_from))
+
+
+def _loss_settings(config: SASRecConfig) -> dict[str, Any]:
+    return {"loss": config.loss, "num_negatives": config.num_negatives, "gbce_t": config.gbce_t}
 
 
 def mean_positions_per_batch(positives: np.ndarray, batch_size: int) -> float:
