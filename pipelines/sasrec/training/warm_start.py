@@ -89,7 +89,7 @@ def warm_config(
 def copy_base_weights(target: Any, base: Any, base_num_items: int) -> int:
     """Copies ``base``'s weights into ``target`` (built); returns the item rows copied.
 
-    Weights are matched by path below the model's own name. A weight whose first axis is the item table's
+    Weights are matched by path below the model's own name. A weight whose first axis is
     (``num_items + 1`` rows) gets the base rows ``0..base_num_items`` and keeps
     its own initial values below them; every other weight must have the same
     shape in both.
