@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the native gRPC front end: serving/sasrec/serving/_native_frontend*.so, imported as
 # sasrec.serving._native_frontend (`sasrec serve --frontend native`).
-# Installs the Debian gRPC/protobuf C++ packages and pybind11 when missing,
+# Installs the Debian gRPC/protobuf C++ packages (as root or with sudo; without
+# either, says so and builds nothing) and pybind11 when missing,
 # generates the C++ stubs from protos/, recompiles only when a source is newer.
 #   usage: serving/native/build.sh [PYTHON]   (default: .venv/bin/python)
 set -euo pipefail
@@ -17,7 +18,13 @@ STEM="$GEN/sasrec/serving/v1/recommender"
 SUFFIX="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 LIB="$REPO/serving/sasrec/serving/_native_frontend$SUFFIX"
 
-ensure_grpc_cpp
+if ! ensure_grpc_cpp; then
+  # Not an error: the Python front end serves the same contract, and the
+  # native front end's tests skip with this reason when the library is absent.
+  echo "build.sh: native front end NOT built (see above); sasrec serve --frontend native" \
+    "and its tests are unavailable until it is (as root: make native)" >&2
+  exit 0
+fi
 "$PY" -c "import pybind11" 2>/dev/null || "$PY" -m pip install --quiet "pybind11>=2.12"
 generate_stubs "$GEN"
 

@@ -1,18 +1,27 @@
 # Shared by serving/native/build.sh and bench/loadgen/build.sh (source it).
 #   ensure_grpc_cpp        installs Debian's gRPC/protobuf C++ packages when missing
-#                          (needs root or sudo)
+#                          (as root or with password-less sudo; else returns 1)
 #   generate_stubs GEN     C++ stubs of protos/ into GEN when the .proto is newer
 GRPC_CPP_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 GRPC_CPP_PROTO_ROOT="$GRPC_CPP_REPO/protos"
 GRPC_CPP_PROTO="$GRPC_CPP_PROTO_ROOT/sasrec/serving/v1/recommender.proto"
 
 ensure_grpc_cpp() {
+  # Returns 1 (after saying why) when the packages are missing and this user
+  # cannot install them: no root and no password-less sudo.
   if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists grpc++ protobuf \
       || ! command -v protoc >/dev/null 2>&1 || ! command -v grpc_cpp_plugin >/dev/null 2>&1 \
       || ! command -v g++ >/dev/null 2>&1; then
-    echo "installing gRPC C++ development packages" >&2
     local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    if [ "$(id -u)" -ne 0 ]; then
+      if ! command -v sudo >/dev/null 2>&1 || ! sudo -n true 2>/dev/null; then
+        echo "gRPC C++ development packages missing (libgrpc++-dev protobuf-compiler-grpc" \
+          "protobuf-compiler libprotobuf-dev pkg-config g++) and installing them needs root" >&2
+        return 1
+      fi
+      sudo="sudo -n"
+    fi
+    echo "installing gRPC C++ development packages" >&2
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
       libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev pkg-config g++ >&2
