@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 CELL = 14  # pixels per heatmap cell
-LABEL = 150  # room for item-id labels
-GAP = 40
+GAP = 40  # pixels between panels
+MAX_ROW = 1800  # panels wrap to a new row past this width
 
 
 @dataclass(frozen=True)
@@ -120,61 +120,76 @@ def _colour(value: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _text_width(text: str, size: float = 10.0) -> float:
+    """About how wide ``text`` is in the sans-serif font at ``size`` px."""
+    return 0.6 * size * len(text)
+
+
 def _heatmap(
     x: int, y: int, values: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str
 ) -> tuple[list[str], int, int]:
-    """SVG elements of one labelled heatmap at (x, y); returns (elements, width, height)."""
+    """SVG elements of one labelled heatmap at (x, y); returns (elements, width, height).
+
+    Colour is the square root of the value over the panel's largest (darkest:
+    the largest), so the small weights of long rows stay visible beside the
+    large ones of the first rows; hover a cell for its value.
+    """
     esc = html.escape
-    out = [f'<text x="{x + LABEL}" y="{y + 14}" class="title">{esc(title)}</text>']
+    label = int(max(map(_text_width, rows), default=0)) + 8
+    out = [f'<text x="{x}" y="{y + 14}" class="title">{esc(title)}</text>']
     top = y + 24
     scale = float(values.max()) or 1.0
     for i, row in enumerate(rows):
         cy = top + i * CELL
         out.append(
-            f'<text x="{x + LABEL - 4}" y="{cy + CELL - 3}" text-anchor="end">{esc(row)}</text>'
+            f'<text x="{x + label - 4}" y="{cy + CELL - 3}" text-anchor="end">{esc(row)}</text>'
         )
         for j in range(len(cols)):
             value = float(values[i, j])
             out.append(
-                f'<rect x="{x + LABEL + j * CELL}" y="{cy}" width="{CELL}" height="{CELL}" '
-                f'fill="{_colour(value / scale)}"><title>{esc(row)} -&gt; {esc(cols[j])}: '
-                f"{value:.3f}</title></rect>"
+                f'<rect x="{x + label + j * CELL}" y="{cy}" width="{CELL}" height="{CELL}" '
+                f'fill="{_colour(np.sqrt(max(value, 0.0) / scale))}"><title>{esc(row)} -&gt; '
+                f"{esc(cols[j])}: {value:.3f}</title></rect>"
             )
     bottom = top + len(rows) * CELL
     for j, col in enumerate(cols):
-        cx = x + LABEL + j * CELL + CELL - 4
+        cx = x + label + j * CELL + CELL - 4
         out.append(
             f'<text x="{cx}" y="{bottom + 4}" transform="rotate(-60 {cx} {bottom + 4})" '
             f'text-anchor="end">{esc(col)}</text>'
         )
-    return out, LABEL + len(cols) * CELL, bottom + LABEL - y
+    # Rotated by 60 degrees, a column label reaches down sin(60) of its width.
+    below = int(0.87 * max(map(_text_width, cols), default=0)) + 12
+    width = max(label + len(cols) * CELL, int(_text_width(title, 12)))
+    return out, width, bottom + below - y
 
 
 def render_svg(picture: AttentionPicture) -> str:
-    """The whole picture as one SVG document."""
-    parts: list[str] = []
-    width = height = 0
-    y = 10
+    """The whole picture as one SVG document: heatmaps in rows of at most MAX_ROW pixels."""
     labels = [f"{i + 1}. {name}" for i, name in enumerate(picture.history)]
-    for b, heads in enumerate(picture.attention):
-        x = 10
-        row_height = 0
-        for h in range(heads.shape[0]):
-            elements, w, hgt = _heatmap(
-                x, y, heads[h], labels, labels, f"block {b + 1}, head {h + 1}: query (row) -> key"
-            )
-            parts += elements
-            x += w + GAP
-            row_height = max(row_height, hgt)
-        width = max(width, x)
-        y += row_height + GAP
+    panels = [
+        (heads[h], labels, labels, f"block {b + 1}, head {h + 1}: row attends to column")
+        for b, heads in enumerate(picture.attention)
+        for h in range(heads.shape[0])
+    ]
     top_labels = [f"{item} ({score:.2f})" for item, score in picture.top_items]
-    elements, w, hgt = _heatmap(
+    parts: list[str] = []
+    width, x, y, row_height = 0, 10, 10, 0
+    for values, rows, cols, title in panels:
+        elements, w, h = _heatmap(x, y, values, rows, cols, title)
+        if x > 10 and x + w > MAX_ROW:  # wrap: redraw at the start of the next row
+            x, y, row_height = 10, y + row_height + GAP, 0
+            elements, w, h = _heatmap(x, y, values, rows, cols, title)
+        parts += elements
+        x += w + GAP
+        width, row_height = max(width, x), max(row_height, h)
+    y += row_height + GAP
+    elements, w, h = _heatmap(
         10, y, picture.contributions, top_labels, labels,
-        "top items (score): share of each history item",
+        "top items (score): share of each history item in the score",
     )  # fmt: skip
     parts += elements
-    width, height = max(width, w + 20), y + hgt + 10
+    width, height = max(width, w + 20), y + h + 10
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="10">'
