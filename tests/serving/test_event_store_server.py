@@ -6,6 +6,7 @@ by two replicas; the slow tests kill -9 a ``sasrec serve`` process (and
 Redis) and check that every acknowledged event is back after a restart.
 """
 
+# ruff: noqa: F811 - pytest fixtures imported from test_server are parameters here
 from __future__ import annotations
 
 import os
@@ -20,28 +21,17 @@ import grpc
 import pytest
 
 from sasrec.cli.main import main
-from sasrec.serving import Recommender, RecommenderClient, RecommenderError, start_server
+from sasrec.serving import RecommenderClient, RecommenderError, start_server
 from sasrec.serving.native_frontend import native_frontend_available
 from sasrec.serving.v1 import recommender_pb2 as pb
 from sasrec.serving.v1 import recommender_pb2_grpc
 from tests.serving.redis_server import RedisServer, free_port, require_redis
-from tests.serving.test_server import FRONTENDS, assert_same, publish
+
+# test_server's module fixtures (a model version and its in-process API), used by name.
+from tests.serving.test_server import FRONTENDS, assert_same, local, model_root  # noqa: F401
 
 CODE = grpc.StatusCode
 NOW = time.time()
-
-
-@pytest.fixture(scope="module")
-def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("events-server") / "models"
-    root.mkdir()
-    publish(root, 1, seed=1)
-    return root
-
-
-@pytest.fixture(scope="module")
-def local(model_root: Path) -> Recommender:
-    return Recommender.load(model_root, max_batch_size=8)
 
 
 @pytest.fixture(scope="module", params=FRONTENDS)
