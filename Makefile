@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto proto-check bench clean setup loadgen native
+.PHONY: demo test lint format proto proto-check bench clean setup loadgen native redis
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ demo: $(STAMP)
 
 ## The test suite (slow end-to-end runs excluded; `make test PYTEST_ARGS="-m slow"` runs them).
 ## Builds the native front end first and requires it (its tests skip elsewhere).
-test: $(STAMP) native
-	SASREC_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) native redis
+	SASREC_REQUIRE_NATIVE=1 SASREC_REQUIRE_REDIS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,6 +52,11 @@ native: $(STAMP)
 ## Native (C++) closed-loop gRPC load generator: bench/loadgen/build/loadgen.
 loadgen:
 	bash bench/loadgen/build.sh
+
+## A Redis server for the event-store tests (the tests start their own, durable, on
+## loopback ports): Debian's redis-server package via apt-get when missing.
+redis:
+	bash .ci/install_redis.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
