@@ -180,3 +180,21 @@ def test_redis_acknowledged_events_survive_kill_9(tmp_path) -> None:
         store.close()
     finally:
         server.kill()
+
+
+def test_concurrent_appends_all_land(kind, tmp_path, lazy_redis) -> None:
+    """32 threads appending at once (SQLite: grouped commits) lose and mix nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = make_store(kind, tmp_path, lazy_redis, capacity=100, ttl=1e9)
+
+    def writer(user: int) -> int:
+        return sum(
+            store.append([ev(f"user-{user}", f"sku-{i}", 100.0 + i)], now=200.0) for i in range(10)
+        )
+
+    with ThreadPoolExecutor(32) as pool:
+        assert list(pool.map(writer, range(32))) == [10] * 32
+    for user in range(32):
+        assert store.history(f"user-{user}", now=200.0) == [f"sku-{i}" for i in range(10)]
+    store.close()
