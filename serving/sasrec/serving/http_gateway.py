@@ -159,7 +159,13 @@ class HttpGateway:
         app.router.add_post("/v1/events", self._route("RecordEvents", pb.RecordEventsRequest))
         app.router.add_get("/v1/model", self._route("GetModelInfo", pb.GetModelInfoRequest))
         app.router.add_get("/healthz", self._health)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # On stop, requests in flight get the gRPC server's grace period.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self._options.grace_seconds,
+        )
         await runner.setup()
         opts = self._options
         site = web.TCPSite(
@@ -171,13 +177,12 @@ class HttpGateway:
         )
         await site.start()
         self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]  # the bound port when 0 was asked
+        self.port = runner.addresses[0][1]  # the bound port when 0 was asked
         return self.port
 
-    async def stop(self, grace: float = 0.0) -> None:
-        """Stops accepting, lets requests in flight finish for up to ``grace`` seconds."""
+    async def stop(self) -> None:
+        """Stops accepting; requests in flight get up to ``grace_seconds`` to finish."""
         if self._runner is not None:
-            self._runner._shutdown_timeout = grace
             await self._runner.cleanup()
             self._runner = None
 

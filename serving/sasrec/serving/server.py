@@ -281,7 +281,7 @@ class RecommenderServer:
             elif self._server is not None:
                 _run(self._stop_grpc(grace))
             if self._http is not None:
-                _run(self._http.stop(grace))
+                _run(self._http.stop())
         finally:
             self._watcher.stop(timeout=grace + 5)
             self._batcher.stop(timeout=grace + 5)
@@ -348,7 +348,9 @@ class RecommenderServer:
         from sasrec.serving.http_gateway import HttpGateway
 
         servicer = RecommenderServicer(lambda: self._predictor, self._batcher, self._user_history)
-        gateway = HttpGateway(servicer, self.options, self.metrics, lambda: self.ready)
+        gateway = HttpGateway(
+            servicer, self.options, self.metrics, lambda: self.ready and not self._stopping
+        )
         port = await gateway.start(_bare(self.options.host))
         self._http = gateway
         logger.info(
