@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python bench/bench_events.py                          # both stores
     .venv/bin/python bench/bench_events.py --stores sqlite --requests 500 --seconds 5
+    .venv/bin/python bench/bench_events.py --frontend native        # make native first
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ USERS = 2000
 HISTORY = 50
 
 
-def start_server(model_dir: Path, store: str) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, store: str, frontend: str) -> tuple[subprocess.Popen, str]:
     from sasrec.serving import RecommenderClient
     from sasrec.serving.worker_pool import free_port
 
@@ -58,6 +59,7 @@ def start_server(model_dir: Path, store: str) -> tuple[subprocess.Popen, str]:
         sys.executable, "-m", "sasrec.cli", "serve", "--model", str(model_dir),
         "--port", str(port), "--poll-seconds", "0", "--max-concurrent", "1024",
         "--log-level", "WARNING", "--event-store", store, "--stored-events", str(HISTORY),
+        "--frontend", frontend,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd)
     address = f"127.0.0.1:{port}"
@@ -104,7 +106,7 @@ async def run_phase(
 def bench_store(name: str, store: str, model_dir: Path, histories: list, args) -> list[dict]:
     from sasrec.serving.v1 import recommender_pb2 as pb
 
-    proc, address = start_server(model_dir, store)
+    proc, address = start_server(model_dir, store, args.frontend)
     pids = process_tree(proc.pid)
     results = []
     now = time.time()
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--requests", type=int, default=3000, help="most calls per phase")
     parser.add_argument("--seconds", type=float, default=15.0, help="longest phase")
+    parser.add_argument(
+        "--frontend", choices=["python", "native"], default="python", help="server front end"
+    )
     args = parser.parse_args(argv)
     from tests.serving.redis_server import RedisServer
 
