@@ -169,6 +169,14 @@ def test_two_replicas_share_redis(model_root: Path, tmp_path: Path, local) -> No
             after = two.recommend(["sku-07"], k=5, user_id="frank")
             assert after.item_ids != before.item_ids
             assert_same(after, local.recommend(["sku-11", "sku-12", "sku-07"], k=5))
+            redis.kill()  # the store is gone: UNAVAILABLE, nothing acknowledged
+            with pytest.raises(RecommenderError) as err:
+                one.record_events([("frank", "sku-13")])
+            assert err.value.code == CODE.UNAVAILABLE and redis.url in err.value.message
+            with pytest.raises(RecommenderError) as err:
+                two.recommend([], user_id="frank")
+            assert err.value.code == CODE.UNAVAILABLE
+            assert len(two.recommend(["sku-07"], k=5).items) == 5  # no user id: still served
             one.close()
             two.close()
         finally:
