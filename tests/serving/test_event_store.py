@@ -198,3 +198,32 @@ def test_concurrent_appends_all_land(kind, tmp_path, lazy_redis) -> None:
     for user in range(32):
         assert store.history(f"user-{user}", now=200.0) == [f"sku-{i}" for i in range(10)]
     store.close()
+
+
+def test_record_many_one_write_per_group(tmp_path) -> None:
+    from sasrec.serving.errors import InvalidRequestError
+    from sasrec.serving.user_history import UserHistory
+    from sasrec.serving.v1 import recommender_pb2 as pb
+
+    store = SqliteEventStore(tmp_path / "events.db", capacity=10, ttl_seconds=100)
+    history = UserHistory(store, clock=lambda: 1_000.0)
+
+    def request(*events):
+        message = pb.RecordEventsRequest()
+        for user, item, at in events:
+            event = message.events.add(user_id=user, item_id=item)
+            event.time.FromSeconds(at)
+        return message
+
+    answers = history.record_many(
+        [
+            request(("u", "a", 950), ("u", "old", 800)),  # 800 is past the 100 s retention
+            request(("v", "", 990)),
+            request(("v", "b", 990)),
+        ]
+    )
+    assert answers[0] == 1 and answers[2] == 1
+    assert isinstance(answers[1], InvalidRequestError)
+    assert [v.field for v in answers[1].violations] == ["events[0].item_id"]
+    assert store.history("u", 1_000.0) == ["a"] and store.history("v", 1_000.0) == ["b"]
+    store.close()

@@ -256,3 +256,26 @@ def test_kill_9_and_restart_loses_no_acknowledged_event(
     finally:
         if redis is not None:
             redis.kill()
+
+
+def test_concurrent_record_events_calls(client, server, local) -> None:
+    """32 callers at once (the native front end writes a batch's calls in one commit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(i: int):
+        if i == 7:  # one bad call among them: refused alone
+            events = [(f"par-{i}", "")]
+        else:
+            events = [(f"par-{i}", "sku-21", NOW - 3), (f"par-{i}", f"sku-{i + 1:02d}", NOW - 2)]
+        try:
+            return client.record_events(events)
+        except RecommenderError as err:
+            return err.code
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(call, range(32)))
+    assert answers == [CODE.INVALID_ARGUMENT if i == 7 else 2 for i in range(32)]
+    for i in (0, 13, 31):
+        want = local.recommend(["sku-21", f"sku-{i + 1:02d}"], k=3)
+        assert_same(client.recommend([], k=3, user_id=f"par-{i}"), want)
+    assert client.recommend([], k=3, user_id="par-7").fallback

@@ -186,6 +186,7 @@ class NativeFrontend:
         now = time.perf_counter()
         predictor = self._current()
         jobs: list[_Job] = []
+        records: list[tuple[int, str, float, pb.RecordEventsRequest]] = []
         expired = 0
         for call_id, method, payload, remaining, age, rejected in items:
             if method == _REFLECTION:
@@ -211,9 +212,7 @@ class NativeFrontend:
                     request = parse_request(pb.RecordEventsRequest, payload)
                     if self._history is None:
                         raise NoEventStoreError(NO_EVENT_STORE)
-                    recorded = self._history.record(request)
-                    body = pb.RecordEventsResponse(recorded=recorded).SerializeToString()
-                    self._finish_ok(call_id, name, started, body)
+                    records.append((call_id, name, started, request))
                 elif method == _RECOMMEND:
                     request = parse_request(pb.RecommendRequest, payload)
                     stored = 0
@@ -236,6 +235,8 @@ class NativeFrontend:
                 self._finish_error(call_id, name, started, err)
         if expired:
             self._metrics.observe_skipped("deadline", expired)
+        if records:
+            self._record(records)
         if not jobs:
             return
         try:
@@ -275,6 +276,16 @@ class NativeFrontend:
                 message = recommendation_to_proto(recs[0])
                 message.stored_history_length = job.stored[0]
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
+
+    def _record(self, records: list[tuple[int, str, float, pb.RecordEventsRequest]]) -> None:
+        """Answers the batch's RecordEvents calls with one store write (one fsync)."""
+        answers = self._history.record_many([request for *_, request in records])
+        for (call_id, name, started, _), answer in zip(records, answers):
+            if isinstance(answer, Exception):
+                self._finish_error(call_id, name, started, answer)
+            else:
+                body = pb.RecordEventsResponse(recorded=answer).SerializeToString()
+                self._finish_ok(call_id, name, started, body)
 
     def _reflect(self, call_id: int, payload: bytes) -> None:
         """Answers one server reflection request (the C++ side checked the token)."""

@@ -15,7 +15,12 @@ from collections.abc import Callable
 
 from sasrec.serving.domain import Limits
 from sasrec.serving.errors import FieldViolation, InvalidRequestError
-from sasrec.serving.event_store import DEFAULT_MAX_EVENTS_PER_CALL, EventStore, StoredEvent
+from sasrec.serving.event_store import (
+    DEFAULT_MAX_EVENTS_PER_CALL,
+    EventStore,
+    EventStoreError,
+    StoredEvent,
+)
 from sasrec.serving.v1 import recommender_pb2 as pb
 
 # Longest user id, item id or event type accepted (bytes of UTF-8 text are not counted).
@@ -67,9 +72,37 @@ class UserHistory:
                 violation listed, as ``events[i].field``).
             EventStoreError: The store failed; nothing is acknowledged.
         """
+        (answer,) = self.record_many([request])
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def record_many(self, requests: list[pb.RecordEventsRequest]) -> list[int | Exception]:
+        """Several calls' events in one store write: one commit (and fsync) for all.
+
+        The native front end answers the RecordEvents calls of a batch with
+        it. Returns, per request, how many of its events were kept, or the
+        :class:`InvalidRequestError` that refused it (its events are not
+        stored; the others are). A store failure is every request's answer.
+        """
         now = self._clock()
-        events = self.parse(request, now)
-        return self.store.append(events, now)
+        cutoff = now - self.store.ttl_seconds
+        answers: list[int | Exception] = []
+        valid: list[StoredEvent] = []
+        for request in requests:
+            try:
+                events = self.parse(request, now)
+            except InvalidRequestError as err:
+                answers.append(err)
+                continue
+            valid.extend(events)
+            answers.append(sum(1 for e in events if e.time >= cutoff))
+        if valid:
+            try:
+                self.store.append(valid, now)
+            except EventStoreError as err:
+                return [a if isinstance(a, Exception) else err for a in answers]
+        return answers
 
     def parse(self, request: pb.RecordEventsRequest, now: float) -> list[StoredEvent]:
         """The request's events as :class:`StoredEvent`; raises on any invalid field."""
