@@ -65,6 +65,10 @@ class EventStore(Protocol):
 
     capacity: int
     ttl_seconds: float
+    # True when a read is local and takes well under a millisecond (SQLite): the
+    # Python front end then reads on its event loop instead of a worker thread,
+    # whose two hand-offs cost more than the read.
+    fast_reads: bool
 
     def append(self, events: Sequence[StoredEvent], now: float) -> int:
         """Stores ``events`` durably before returning; returns how many were kept.

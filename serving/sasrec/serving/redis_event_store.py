@@ -46,6 +46,8 @@ class RedisEventStore:
         1
     """
 
+    fast_reads = False  # a network round trip: read on a worker thread
+
     def __init__(
         self,
         url: str,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -32,6 +32,8 @@ from sasrec.serving.v1 import recommender_pb2_grpc as pb_grpc
 
 logger = logging.getLogger("sasrec.serving")
 
+T = TypeVar("T")
+
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     """Implements ``sasrec.v1.Recommender`` on a ``grpc.aio`` server.
@@ -52,7 +54,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         batcher: The shared micro-batcher.
         user_history: The server's store of users' events (None: the server
             keeps none; ``RecordEvents`` is FAILED_PRECONDITION and
-            ``user_id`` is only logged). Its blocking calls run on a thread.
+            ``user_id`` is only logged). Writes run on a worker thread, and
+            reads too unless the store's ``fast_reads`` says they take well
+            under a millisecond (SQLite), then they run on the loop.
 
     Example:
         >>> servicer = RecommenderServicer(lambda: predictor, batcher)  # doctest: +SKIP
@@ -78,7 +82,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             predictor = self._predictor()
             stored = 0
             if self._history is not None and request.user_id:
-                request, stored = await asyncio.to_thread(
+                request, stored = await self._read_store(
                     self._history.merge, request, predictor.limits.max_history
                 )
             prepared = predictor.prepare(request_from_proto(request))
@@ -103,7 +107,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             predictor = self._predictor()
             stored: list[int] = []
             if self._history is not None and any(r.user_id for r in request.requests):
-                request, stored = await asyncio.to_thread(
+                request, stored = await self._read_store(
                     merge_batch, self._history, request, predictor.limits
                 )
             prepared = prepare_batch(predictor, request)
@@ -137,6 +141,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         except Exception as err:
             await _abort(context, err)
         return model_info_to_proto(info)
+
+    async def _read_store(self, read: Callable[..., T], *args: Any) -> T:
+        """Runs a store read on the loop when it is fast (SQLite), else on a thread."""
+        if self._history.store.fast_reads:
+            return read(*args)
+        return await asyncio.to_thread(read, *args)
 
     def _predictor(self) -> Any:
         predictor = self._current()

@@ -73,6 +73,8 @@ class SqliteEventStore:
         >>> store.close()
     """
 
+    fast_reads = True  # one indexed read of a local file: about 70 us
+
     def __init__(
         self,
         path: str | Path,
