@@ -212,7 +212,10 @@ def run_serve(args: argparse.Namespace) -> int:
         max_events_per_call=args.max_events_per_call,
     )
     if args.workers > 1:
-        from sasrec.serving.worker_pool import WorkerPool
+        from sasrec.serving.worker_pool import WorkerPool, free_port
+
+        if options.http_port == 0:  # one free port for all workers (SO_REUSEPORT), as --port 0
+            options = options.replace(http_port=free_port(args.host))
 
         pool = WorkerPool(args.model, options, args.workers, log_level=args.log_level)
         print(
