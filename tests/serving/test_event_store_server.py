@@ -9,6 +9,7 @@ Redis) and check that every acknowledged event is back after a restart.
 # ruff: noqa: F811 - pytest fixtures imported from test_server are parameters here
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -279,3 +280,15 @@ def test_concurrent_record_events_calls(client, server, local) -> None:
         want = local.recommend(["sku-21", f"sku-{i + 1:02d}"], k=3)
         assert_same(client.recommend([], k=3, user_id=f"par-{i}"), want)
     assert client.recommend([], k=3, user_id="par-7").fallback
+
+
+def test_cli_recommend_by_user_id(client, server, local, capsys) -> None:
+    client.record_events([("cli-user", "sku-05", NOW - 2), ("cli-user", "sku-06", NOW - 1)])
+    args = ["recommend", "--server", server.address, "--user-id", "cli-user", "--k", "4"]
+    assert main([*args, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert [i["item_id"] for i in answer["items"]] == local.recommend(
+        ["sku-05", "sku-06"], k=4
+    ).item_ids
+    assert main(["recommend", "--server", server.address]) == 2
+    assert "--history, --user-id or both" in capsys.readouterr().err

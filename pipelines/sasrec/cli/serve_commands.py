@@ -155,7 +155,15 @@ def register(subparsers: Any) -> None:
         description="Query a `sasrec serve` server and print a table.",
     )
     rec.add_argument("--server", default="localhost:50051", help="HOST:PORT")
-    rec.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
+    rec.add_argument(
+        "--history", default="", help="comma-separated item ids, oldest first (or --user-id)"
+    )
+    rec.add_argument(
+        "--user-id",
+        default="",
+        help="the user: a server with --event-store reads the user's stored events "
+        "(put before --history)",
+    )
     rec.add_argument("--k", type=int, default=10, help="items wanted")
     rec.add_argument(
         "--explain",
@@ -231,6 +239,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     from sasrec.serving.client import RecommenderClient, RecommenderError
 
     history = _split(args.history)
+    if not history and not args.user_id:
+        raise ValueError("give --history, --user-id or both")
     try:
         with RecommenderClient(
             args.server, timeout=args.timeout, token=args.token, root_certificates=args.tls_ca
@@ -241,6 +251,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                 include_history=args.include_history,
                 allowed_items=_split(args.allow),
                 excluded_items=_split(args.exclude),
+                user_id=args.user_id,
                 explain=args.explain,
             )
     except RecommenderError as err:
