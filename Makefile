@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto proto-check bench clean setup loadgen native
+.PHONY: demo test lint format proto proto-check bench clean setup loadgen native redis
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,14 @@ demo: $(STAMP)
 	$(BIN)/sasrec demo
 
 ## The test suite (slow end-to-end runs excluded; `make test PYTEST_ARGS="-m slow"` runs them).
-## Builds the native front end first and requires it where it was built (it needs
-## root for its C++ packages; without root its tests skip with a notice).
-test: $(STAMP) native
+## Builds the native front end and installs redis-server first, and requires each
+## where it could be had (both need root for their Debian packages; without root
+## the tests that need them skip with a notice).
+test: $(STAMP) native redis
 	SASREC_REQUIRE_NATIVE=$$(ls serving/sasrec/serving/_native_frontend*.so >/dev/null 2>&1 \
-	  && echo 1 || echo 0) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	  && echo 1 || echo 0) \
+	SASREC_REQUIRE_REDIS=$$(command -v redis-server >/dev/null && echo 1 || echo 0) \
+	  $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -54,6 +57,11 @@ native: $(STAMP)
 ## Native (C++) closed-loop gRPC load generator: bench/loadgen/build/loadgen.
 loadgen:
 	bash bench/loadgen/build.sh
+
+## A Redis server for the event-store tests (the tests start their own, durable, on
+## loopback ports): Debian's redis-server package via apt-get when missing.
+redis:
+	bash .ci/install_redis.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -48,10 +48,13 @@ namespace {
 using Steady = std::chrono::steady_clock;
 using RawService = sasrec::v1::Recommender::WithRawMethod_Recommend<
     sasrec::v1::Recommender::WithRawMethod_RecommendBatch<
-        sasrec::v1::Recommender::WithRawMethod_GetModelInfo<sasrec::v1::Recommender::Service>>>;
+        sasrec::v1::Recommender::WithRawMethod_GetModelInfo<
+            sasrec::v1::Recommender::WithRawMethod_RecordEvents<
+                sasrec::v1::Recommender::Service>>>>;
 
-constexpr int kNumMethods = 3;  // Recommend, RecommendBatch, GetModelInfo (proto order)
-constexpr int kReflection = 3;  // the method index Python sees for a reflection request
+// Recommend, RecommendBatch, GetModelInfo, RecordEvents (proto order)
+constexpr int kNumMethods = 4;
+constexpr int kReflection = 4;  // the method index Python sees for a reflection request
 const char* const kReflectionMethod =
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 const char* const kServiceName = "sasrec.v1.Recommender";
@@ -310,8 +313,12 @@ class Frontend {
         service_.RequestRecommendBatch(&call->context, &call->request, &call->responder,
                                        cq_.get(), cq_.get(), static_cast<Tag*>(call));
         break;
-      default:
+      case 2:
         service_.RequestGetModelInfo(&call->context, &call->request, &call->responder,
+                                     cq_.get(), cq_.get(), static_cast<Tag*>(call));
+        break;
+      default:
+        service_.RequestRecordEvents(&call->context, &call->request, &call->responder,
                                      cq_.get(), cq_.get(), static_cast<Tag*>(call));
     }
   }

@@ -38,6 +38,7 @@ def test_generated_modules_import_under_the_sasrec_namespace() -> None:
 
     service = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"]
     assert service.full_name == "sasrec.v1.Recommender"
-    assert [m.name for m in service.methods] == ["Recommend", "RecommendBatch", "GetModelInfo"]
+    methods = ["Recommend", "RecommendBatch", "GetModelInfo", "RecordEvents"]
+    assert [m.name for m in service.methods] == methods
     assert hasattr(recommender_pb2_grpc, "RecommenderStub")
     assert recommender_pb2.DESCRIPTOR.name == "sasrec/serving/v1/recommender.proto"

@@ -13,6 +13,11 @@ from typing import Any
 
 # The engine registry imports neither NumPy nor TensorFlow: only names.
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+from sasrec.serving.event_store import (
+    DEFAULT_CAPACITY,
+    DEFAULT_MAX_EVENTS_PER_CALL,
+    DEFAULT_TTL_SECONDS,
+)
 from sasrec.serving.server_options import TOKEN_ENV
 
 
@@ -108,6 +113,39 @@ def register(subparsers: Any) -> None:
         default=1,
         help="server processes sharing the port (SO_REUSEPORT; one scoring thread each)",
     )
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="also serve HTTP/JSON on this port (/v1/recommend, /v1/events, /v1/model, "
+        "/healthz; 0: any free port; default: off)",
+    )
+    events = serve.add_argument_group("server-side history (RecordEvents, Recommend by user_id)")
+    events.add_argument(
+        "--event-store",
+        default=None,
+        help="keep users' events in sqlite:PATH (embedded) or redis://HOST:PORT[/DB] "
+        "(shared by replicas; Redis must run with --appendonly yes --appendfsync always); "
+        "default: keep none",
+    )
+    events.add_argument(
+        "--event-ttl-seconds",
+        type=float,
+        default=DEFAULT_TTL_SECONDS,
+        help=f"drop events older than this (default {DEFAULT_TTL_SECONDS:.0f}: 30 days)",
+    )
+    events.add_argument(
+        "--stored-events",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help=f"most recent events kept per user (default {DEFAULT_CAPACITY})",
+    )
+    events.add_argument(
+        "--max-events-per-call",
+        type=int,
+        default=DEFAULT_MAX_EVENTS_PER_CALL,
+        help=f"most events in one RecordEvents call (default {DEFAULT_MAX_EVENTS_PER_CALL})",
+    )
     serve.add_argument("--log-level", default="INFO", help="DEBUG logs every call")
     serve.set_defaults(func=run_serve)
 
@@ -117,7 +155,15 @@ def register(subparsers: Any) -> None:
         description="Query a `sasrec serve` server and print a table.",
     )
     rec.add_argument("--server", default="localhost:50051", help="HOST:PORT")
-    rec.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
+    rec.add_argument(
+        "--history", default="", help="comma-separated item ids, oldest first (or --user-id)"
+    )
+    rec.add_argument(
+        "--user-id",
+        default="",
+        help="the user: a server with --event-store reads the user's stored events "
+        "(put before --history)",
+    )
     rec.add_argument("--k", type=int, default=10, help="items wanted")
     rec.add_argument(
         "--explain",
@@ -167,9 +213,17 @@ def run_serve(args: argparse.Namespace) -> int:
         engine=args.engine,
         blas_threads=args.blas_threads,
         frontend=args.frontend,
+        http_port=args.http_port,
+        event_store=args.event_store,
+        event_ttl_seconds=args.event_ttl_seconds,
+        stored_events=args.stored_events,
+        max_events_per_call=args.max_events_per_call,
     )
     if args.workers > 1:
-        from sasrec.serving.worker_pool import WorkerPool
+        from sasrec.serving.worker_pool import WorkerPool, free_port
+
+        if options.http_port == 0:  # one free port for all workers (SO_REUSEPORT), as --port 0
+            options = options.replace(http_port=free_port(args.host))
 
         pool = WorkerPool(args.model, options, args.workers, log_level=args.log_level)
         print(
@@ -185,6 +239,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     from sasrec.serving.client import RecommenderClient, RecommenderError
 
     history = _split(args.history)
+    if not history and not args.user_id:
+        raise ValueError("give --history, --user-id or both")
     try:
         with RecommenderClient(
             args.server, timeout=args.timeout, token=args.token, root_certificates=args.tls_ca
@@ -195,6 +251,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                 include_history=args.include_history,
                 allowed_items=_split(args.allow),
                 excluded_items=_split(args.exclude),
+                user_id=args.user_id,
                 explain=args.explain,
             )
     except RecommenderError as err:

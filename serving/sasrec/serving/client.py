@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import time
@@ -149,6 +150,20 @@ class RecommenderClient:
         response = self._call(self._stub.RecommendBatch, message, timeout)
         return [recommendation_from_proto(r) for r in response.responses]
 
+    def record_events(
+        self, events: Iterable[pb.Event | tuple], timeout: float | None = None
+    ) -> int:
+        """Stores users' events on the server (``RecordEvents``); returns how many it kept.
+
+        Each event is a ``pb.Event`` or a tuple ``(user_id, item_id[, time[,
+        event_type]])``, ``time`` in unix seconds or a timezone-aware
+        ``datetime`` (None or absent: when the server receives it). A retry
+        is harmless: the server stores an event once. ``recommend(...,
+        user_id=...)`` then reads the user's stored events.
+        """
+        message = pb.RecordEventsRequest(events=[_event(e) for e in events])
+        return self._call(self._stub.RecordEvents, message, timeout).recorded
+
     def model_info(self, timeout: float | None = None) -> ModelInfo:
         """Version, sizes and training metrics of the serving model."""
         return model_info_from_proto(
@@ -209,6 +224,21 @@ class RecommenderClient:
                     continue
                 raise _to_error(err) from err
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _event(event: pb.Event | tuple) -> pb.Event:
+    if isinstance(event, pb.Event):
+        return event
+    user_id, item_id, *rest = event
+    message = pb.Event(user_id=user_id, item_id=item_id)
+    at = rest[0] if rest else None
+    if isinstance(at, dt.datetime):
+        message.time.FromDatetime(at)
+    elif at is not None:
+        message.time.FromNanoseconds(round(at * 1e9))
+    if len(rest) > 1:
+        message.event_type = rest[1]
+    return message
 
 
 def _to_error(err: grpc.RpcError) -> RecommenderError:

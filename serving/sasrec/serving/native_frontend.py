@@ -27,13 +27,20 @@ from sasrec.serving.convert import model_info_to_proto, recommendation_to_proto,
 from sasrec.serving.errors import DeadlineExceededError, ModelUnavailableError
 from sasrec.serving.request_parsing import MalformedRequestError, parse_request
 from sasrec.serving.server_options import ServerOptions
-from sasrec.serving.servicer import error_status, prepare_batch
+from sasrec.serving.servicer import (
+    NO_EVENT_STORE,
+    batch_response,
+    error_status,
+    prepare_batch,
+)
 from sasrec.serving.serving_metrics import ServingMetrics
+from sasrec.serving.user_history import NoEventStoreError, UserHistory, merge_batch
 from sasrec.serving.v1 import recommender_pb2 as pb
 
 logger = logging.getLogger("sasrec.serving")
 
-_RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO, _REFLECTION = 0, 1, 2, 3
+# Method indexes of frontend.cc: the service's methods in proto order, then reflection.
+_RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO, _RECORD_EVENTS, _REFLECTION = 0, 1, 2, 3, 4
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _OK = grpc.StatusCode.OK.value[0]
 _LATE = "deadline passed before the answer was ready"
@@ -78,6 +85,7 @@ class _Job:
     prepared: list[Any]
     batch: bool
     deadline: float | None  # time.perf_counter() value, None: no deadline
+    stored: list[int]  # items read from the event store, per request
 
 
 class NativeFrontend:
@@ -95,6 +103,9 @@ class NativeFrontend:
             the first load). Read once per batch: a hot reload never changes
             the model under a call.
         metrics: Where calls and batch sizes are recorded.
+        user_history: The server's store of users' events (None: none). Its
+            calls block this front end's one Python thread (a Recommend by
+            user_id reads the store, a RecordEvents waits for its fsync).
 
     Example:
         >>> front = NativeFrontend(options, lambda: predictor, metrics)  # doctest: +SKIP
@@ -107,6 +118,7 @@ class NativeFrontend:
         options: ServerOptions,
         current_predictor: Callable[[], Any],
         metrics: ServingMetrics,
+        user_history: UserHistory | None = None,
     ) -> None:
         Frontend = load_extension().Frontend  # noqa: N806 - a class
 
@@ -123,6 +135,7 @@ class NativeFrontend:
         self._address = f"{options.host}:{options.port}"
         self._current = current_predictor
         self._metrics = metrics
+        self._history = user_history
         self._thread: threading.Thread | None = None
         self._reflection: Any = None  # the Python server's reflection code, made on first use
 
@@ -173,6 +186,7 @@ class NativeFrontend:
         now = time.perf_counter()
         predictor = self._current()
         jobs: list[_Job] = []
+        records: list[tuple[int, str, float, pb.RecordEventsRequest]] = []
         expired = 0
         for call_id, method, payload, remaining, age, rejected in items:
             if method == _REFLECTION:
@@ -194,20 +208,35 @@ class NativeFrontend:
                     parse_request(pb.GetModelInfoRequest, payload)
                     body = model_info_to_proto(predictor.info()).SerializeToString()
                     self._finish_ok(call_id, name, started, body)
+                elif method == _RECORD_EVENTS:
+                    request = parse_request(pb.RecordEventsRequest, payload)
+                    if self._history is None:
+                        raise NoEventStoreError(NO_EVENT_STORE)
+                    records.append((call_id, name, started, request))
                 elif method == _RECOMMEND:
                     request = parse_request(pb.RecommendRequest, payload)
+                    stored = 0
+                    if self._history is not None and request.user_id:
+                        max_history = predictor.limits.max_history
+                        request, stored = self._history.merge(request, max_history)
                     prepared = [predictor.prepare(request_from_proto(request))]
-                    jobs.append(_Job(call_id, name, started, prepared, False, deadline))
+                    job = _Job(call_id, name, started, prepared, False, deadline, [stored])
+                    jobs.append(job)
                 else:
                     request = parse_request(pb.RecommendBatchRequest, payload)
+                    counts: list[int] = []
+                    if self._history is not None and any(r.user_id for r in request.requests):
+                        request, counts = merge_batch(self._history, request, predictor.limits)
                     prepared = prepare_batch(predictor, request)
-                    jobs.append(_Job(call_id, name, started, prepared, True, deadline))
+                    jobs.append(_Job(call_id, name, started, prepared, True, deadline, counts))
             except MalformedRequestError as err:
                 self._finish_status(call_id, name, started, grpc.StatusCode.INVALID_ARGUMENT, err)
             except Exception as err:
                 self._finish_error(call_id, name, started, err)
         if expired:
             self._metrics.observe_skipped("deadline", expired)
+        if records:
+            self._record(records)
         if not jobs:
             return
         try:
@@ -242,12 +271,21 @@ class NativeFrontend:
                 self._finish_status(job.call_id, job.method, job.started, code, _LATE)
                 continue
             if job.batch:
-                message = pb.RecommendBatchResponse(
-                    responses=[recommendation_to_proto(r) for r in recs]
-                )
+                message = batch_response(recs, job.stored)
             else:
                 message = recommendation_to_proto(recs[0])
+                message.stored_history_length = job.stored[0]
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
+
+    def _record(self, records: list[tuple[int, str, float, pb.RecordEventsRequest]]) -> None:
+        """Answers the batch's RecordEvents calls with one store write (one fsync)."""
+        answers = self._history.record_many([request for *_, request in records])
+        for (call_id, name, started, _), answer in zip(records, answers):
+            if isinstance(answer, Exception):
+                self._finish_error(call_id, name, started, answer)
+            else:
+                body = pb.RecordEventsResponse(recorded=answer).SerializeToString()
+                self._finish_ok(call_id, name, started, body)
 
     def _reflect(self, call_id: int, payload: bytes) -> None:
         """Answers one server reflection request (the C++ side checked the token)."""
@@ -299,4 +337,4 @@ class NativeFrontend:
         self._metrics.observe_call(method, code.name, time.perf_counter() - started)
 
 
-_METHOD_NAMES = ("Recommend", "RecommendBatch", "GetModelInfo")
+_METHOD_NAMES = ("Recommend", "RecommendBatch", "GetModelInfo", "RecordEvents")

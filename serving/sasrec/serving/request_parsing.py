@@ -27,6 +27,7 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "Recommend": recommender_pb2.RecommendRequest,
     "RecommendBatch": recommender_pb2.RecommendBatchRequest,
     "GetModelInfo": recommender_pb2.GetModelInfoRequest,
+    "RecordEvents": recommender_pb2.RecordEventsRequest,
 }
 
 

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
+from sasrec.serving.event_store import open_event_store
 from sasrec.serving.grpc_handlers import health_handler, recommender_handler, reflection_handler
 from sasrec.serving.metrics_interceptor import MetricsInterceptor
 from sasrec.serving.micro_batcher import MicroBatcher
@@ -34,6 +35,7 @@ from sasrec.serving.request_parsing import SERVICE_NAME
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import RecommenderServicer
 from sasrec.serving.serving_metrics import ServingMetrics
+from sasrec.serving.user_history import UserHistory
 
 logger = logging.getLogger("sasrec.serving")
 
@@ -114,6 +116,9 @@ class RecommenderServer:
         self.metrics = ServingMetrics()
         self.port: int = 0
         self.metrics_port: int = 0
+        self.http_port: int = 0  # the HTTP/JSON gateway's (options.http_port; 0: off)
+        self._user_history: UserHistory | None = None
+        self._http: Any = None  # HttpGateway with options.http_port set
         self._predictor: Any = None
         self._ready = threading.Event()
         self._stopped = threading.Event()
@@ -208,17 +213,30 @@ class RecommenderServer:
                 extra={"fields": {"address": f"{metrics_host}:{self.metrics_port}"}},
             )
         try:
+            if opts.event_store:
+                store = open_event_store(
+                    opts.event_store, opts.stored_events, opts.event_ttl_seconds
+                )
+                self._user_history = UserHistory(store, opts.max_events_per_call)
             if opts.frontend == "native":
                 from sasrec.serving.native_frontend import NativeFrontend
 
-                self._native = NativeFrontend(opts, lambda: self._predictor, self.metrics)
+                self._native = NativeFrontend(
+                    opts, lambda: self._predictor, self.metrics, self._user_history
+                )
                 self.port = self._native.start()
             else:
                 self._batcher.start()
                 self.port = _run(self._start_grpc())
+            if opts.http_port is not None:
+                self._batcher.start()  # idempotent; the native front end does not start it
+                self.http_port = _run(self._start_http())
         except BaseException:
+            if self._native is not None:
+                self._native.stop(0)
             self._batcher.stop()
             self.metrics.stop_http()
+            self._close_event_store()
             raise
         logger.info(
             "gRPC server listening",
@@ -262,10 +280,13 @@ class RecommenderServer:
                 self._native.stop(grace, self.options.drain_seconds)
             elif self._server is not None:
                 _run(self._stop_grpc(grace))
+            if self._http is not None:
+                _run(self._http.stop())
         finally:
             self._watcher.stop(timeout=grace + 5)
             self._batcher.stop(timeout=grace + 5)
             self.metrics.stop_http()
+            self._close_event_store()
             self._stopped.set()
             logger.info("stopped")
 
@@ -296,7 +317,7 @@ class RecommenderServer:
         # malformed body into INVALID_ARGUMENT (a failing deserializer in grpcio
         # is an UNKNOWN with an error traceback). It also puts the calls in the
         # queue of the drain probe (see _catch_up).
-        servicer = RecommenderServicer(lambda: self._predictor, self._batcher)
+        servicer = RecommenderServicer(lambda: self._predictor, self._batcher, self._user_history)
         server.add_generic_rpc_handlers((recommender_handler(servicer),))
         self._health = health.aio.HealthServicer()
         for service in ("", SERVICE_NAME):
@@ -322,6 +343,26 @@ class RecommenderServer:
         await server.start()
         self._server = server
         return port
+
+    async def _start_http(self) -> int:
+        from sasrec.serving.http_gateway import HttpGateway
+
+        servicer = RecommenderServicer(lambda: self._predictor, self._batcher, self._user_history)
+        gateway = HttpGateway(
+            servicer, self.options, self.metrics, lambda: self.ready and not self._stopping
+        )
+        port = await gateway.start(_bare(self.options.host))
+        self._http = gateway
+        logger.info(
+            "HTTP gateway listening",
+            extra={"fields": {"address": f"{self.options.host}:{port}"}},
+        )
+        return port
+
+    def _close_event_store(self) -> None:
+        if self._user_history is not None:
+            self._user_history.store.close()
+            self._user_history = None
 
     async def _stop_grpc(self, grace: float) -> None:
         await self._health.enter_graceful_shutdown()

@@ -11,6 +11,11 @@ from typing import Any
 
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
 from sasrec.serving.domain import Limits
+from sasrec.serving.event_store import (
+    DEFAULT_CAPACITY,
+    DEFAULT_MAX_EVENTS_PER_CALL,
+    DEFAULT_TTL_SECONDS,
+)
 
 TOKEN_ENV = "SASREC_AUTH_TOKEN"
 
@@ -98,6 +103,17 @@ class ServerOptions:
             reflection, limits, TLS, token and metrics; ``max_wait_ms``,
             ``busy_wait_ms`` and ``max_queue`` apply to the Python one only.
         limits: Request caps.
+        event_store: Where users' events are kept (``RecordEvents``, and
+            ``Recommend`` by ``user_id``): ``sqlite:PATH`` (embedded) or
+            ``redis://HOST:PORT[/DB]`` (shared by replicas); None keeps none
+            (see :func:`~sasrec.serving.event_store.open_event_store`).
+        event_ttl_seconds: Events older than this are dropped (default 30 days).
+        stored_events: Most recent events kept per user (default 50, the
+            default ``max_len``: a model never reads more than its own).
+        max_events_per_call: Most events in one ``RecordEvents`` call.
+        http_port: Port of the HTTP/JSON gateway (``/v1/recommend``,
+            ``/v1/events``, ``/v1/model``, ``/healthz``) on ``host``; 0 picks
+            a free one; None: off. Same token, limits, metrics and TLS.
         load_hook: Called with each version directory before it is loaded
             (tests use it to slow loading down).
         batch_hook: Called on the batching thread before each batch (tests).
@@ -128,6 +144,11 @@ class ServerOptions:
     reuse_port: bool = False
     frontend: str = "python"
     limits: Limits = field(default_factory=Limits)
+    event_store: str | None = None
+    event_ttl_seconds: float = DEFAULT_TTL_SECONDS
+    stored_events: int = DEFAULT_CAPACITY
+    max_events_per_call: int = DEFAULT_MAX_EVENTS_PER_CALL
+    http_port: int | None = None
     load_hook: Callable[[Path], Any] | None = None
     batch_hook: Callable[[int], Any] | None = None
 
@@ -156,6 +177,25 @@ class ServerOptions:
                 "must be " + " or ".join(ENGINES),
             ),
             ("blas_threads", self.blas_threads, self.blas_threads >= 1, "must be >= 1"),
+            (
+                "event_ttl_seconds",
+                self.event_ttl_seconds,
+                self.event_ttl_seconds > 0,
+                "must be > 0",
+            ),
+            ("stored_events", self.stored_events, self.stored_events >= 1, "must be >= 1"),
+            (
+                "max_events_per_call",
+                self.max_events_per_call,
+                self.max_events_per_call >= 1,
+                "must be >= 1",
+            ),
+            (
+                "http_port",
+                self.http_port,
+                self.http_port is None or 0 <= self.http_port <= 65535,
+                "must be in 0..65535 (None: off)",
+            ),
             (
                 "frontend",
                 self.frontend,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -24,11 +24,15 @@ from sasrec.serving.errors import (
     ModelUnavailableError,
     OverloadedError,
 )
+from sasrec.serving.event_store import EventStoreError
 from sasrec.serving.micro_batcher import MicroBatcher
+from sasrec.serving.user_history import NoEventStoreError, UserHistory, merge_batch
 from sasrec.serving.v1 import recommender_pb2 as pb
 from sasrec.serving.v1 import recommender_pb2_grpc as pb_grpc
 
 logger = logging.getLogger("sasrec.serving")
+
+T = TypeVar("T")
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
@@ -48,15 +52,26 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             first model is loaded). Read once per call, so a hot reload never
             changes the model under a call.
         batcher: The shared micro-batcher.
+        user_history: The server's store of users' events (None: the server
+            keeps none; ``RecordEvents`` is FAILED_PRECONDITION and
+            ``user_id`` is only logged). Writes run on a worker thread, and
+            reads too unless the store's ``fast_reads`` says they take well
+            under a millisecond (SQLite), then they run on the loop.
 
     Example:
         >>> servicer = RecommenderServicer(lambda: predictor, batcher)  # doctest: +SKIP
         >>> pb_grpc.add_RecommenderServicer_to_server(servicer, server)  # doctest: +SKIP
     """
 
-    def __init__(self, current_predictor: Callable[[], Any], batcher: MicroBatcher) -> None:
+    def __init__(
+        self,
+        current_predictor: Callable[[], Any],
+        batcher: MicroBatcher,
+        user_history: UserHistory | None = None,
+    ) -> None:
         self._current = current_predictor
         self._batcher = batcher
+        self._history = user_history
         self._in_flight = 0  # Recommend/RecommendBatch calls inside the server
 
     async def Recommend(  # noqa: N802 - gRPC method name
@@ -65,6 +80,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self._in_flight += 1
         try:
             predictor = self._predictor()
+            stored = 0
+            if self._history is not None and request.user_id:
+                request, stored = await self._read_store(
+                    self._history.merge, request, predictor.limits.max_history
+                )
             prepared = predictor.prepare(request_from_proto(request))
             rec = await self._answer(predictor, [prepared], context, inline=True)
         except asyncio.CancelledError:
@@ -75,7 +95,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             self._in_flight -= 1
         if logger.isEnabledFor(logging.DEBUG):
             _log_call("Recommend", request, rec[0])
-        return recommendation_to_proto(rec[0])
+        response = recommendation_to_proto(rec[0])
+        response.stored_history_length = stored
+        return response
 
     async def RecommendBatch(  # noqa: N802 - gRPC method name
         self, request: pb.RecommendBatchRequest, context: grpc.aio.ServicerContext
@@ -83,6 +105,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self._in_flight += 1
         try:
             predictor = self._predictor()
+            stored: list[int] = []
+            if self._history is not None and any(r.user_id for r in request.requests):
+                request, stored = await self._read_store(
+                    merge_batch, self._history, request, predictor.limits
+                )
             prepared = prepare_batch(predictor, request)
             recs = await self._answer(predictor, prepared, context)
         except asyncio.CancelledError:
@@ -91,7 +118,20 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             await _abort(context, err)
         finally:
             self._in_flight -= 1
-        return pb.RecommendBatchResponse(responses=[recommendation_to_proto(r) for r in recs])
+        return batch_response(recs, stored)
+
+    async def RecordEvents(  # noqa: N802 - gRPC method name
+        self, request: pb.RecordEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordEventsResponse:
+        try:
+            if self._history is None:
+                raise NoEventStoreError(NO_EVENT_STORE)
+            recorded = await asyncio.to_thread(self._history.record, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            await _abort(context, err)
+        return pb.RecordEventsResponse(recorded=recorded)
 
     async def GetModelInfo(  # noqa: N802 - gRPC method name
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
@@ -101,6 +141,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         except Exception as err:
             await _abort(context, err)
         return model_info_to_proto(info)
+
+    async def _read_store(self, read: Callable[..., T], *args: Any) -> T:
+        """Runs a store read on the loop when it is fast (SQLite), else on a thread."""
+        if self._history.store.fast_reads:
+            return read(*args)
+        return await asyncio.to_thread(read, *args)
 
     def _predictor(self) -> Any:
         predictor = self._current()
@@ -171,6 +217,17 @@ def prepare_batch(predictor: Any, request: pb.RecommendBatchRequest) -> list[Any
     return prepared
 
 
+NO_EVENT_STORE = "this server keeps no events: start it with --event-store"
+
+
+def batch_response(recs: list[Any], stored: list[int]) -> pb.RecommendBatchResponse:
+    """The ``RecommendBatch`` answer; ``stored`` (may be empty) counts each one's stored items."""
+    response = pb.RecommendBatchResponse(responses=[recommendation_to_proto(r) for r in recs])
+    for message, count in zip(response.responses, stored):
+        message.stored_history_length = count
+    return response
+
+
 def error_status(err: Exception) -> tuple[grpc.StatusCode, str, bytes]:
     """The status of a failed call: code, message and ``grpc-status-details-bin``.
 
@@ -206,6 +263,8 @@ _ERROR_CODES = (
     (ModelUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (NoEventStoreError, grpc.StatusCode.FAILED_PRECONDITION),
+    (EventStoreError, grpc.StatusCode.UNAVAILABLE),
 )
 
 

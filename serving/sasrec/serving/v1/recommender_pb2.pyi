@@ -49,18 +49,20 @@ class HistoryAttention(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model_version", "unknown_items", "fallback", "explanation")
+    __slots__ = ("items", "model_version", "unknown_items", "fallback", "explanation", "stored_history_length")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEMS_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    STORED_HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     model_version: str
     unknown_items: _containers.RepeatedScalarFieldContainer[str]
     fallback: bool
     explanation: _containers.RepeatedCompositeFieldContainer[HistoryAttention]
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., unknown_items: _Optional[_Iterable[str]] = ..., fallback: _Optional[bool] = ..., explanation: _Optional[_Iterable[_Union[HistoryAttention, _Mapping]]] = ...) -> None: ...
+    stored_history_length: int
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., unknown_items: _Optional[_Iterable[str]] = ..., fallback: _Optional[bool] = ..., explanation: _Optional[_Iterable[_Union[HistoryAttention, _Mapping]]] = ..., stored_history_length: _Optional[int] = ...) -> None: ...
 
 class RecommendBatchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -100,3 +102,27 @@ class ModelInfo(_message.Message):
     trained_at: _timestamp_pb2.Timestamp
     sasrec_version: str
     def __init__(self, model_version: _Optional[str] = ..., num_items: _Optional[int] = ..., max_history_length: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sasrec_version: _Optional[str] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("user_id", "item_id", "time", "event_type")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    item_id: str
+    time: _timestamp_pb2.Timestamp
+    event_type: str
+    def __init__(self, user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type: _Optional[str] = ...) -> None: ...
+
+class RecordEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class RecordEventsResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

@@ -50,6 +50,11 @@ class RecommenderStub:
                 request_serializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/sasrec.v1.Recommender/RecordEvents',
+                request_serializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -77,6 +82,16 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvents(self, request, context):
+        """Stores users' events (views, carts, purchases, ...) on the server, which
+        keeps each user's most recent ones: Recommend with user_id alone then
+        reads them (docs/serving.md, Server-side history). Acknowledged events
+        are durable. FAILED_PRECONDITION when the server keeps no events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +109,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.GetModelInfoRequest.FromString,
                     response_serializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.ModelInfo.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.RecordEventsRequest.FromString,
+                    response_serializer=sasrec_dot_serving_dot_v1_dot_recommender__pb2.RecordEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +198,33 @@ class Recommender:
             '/sasrec.v1.Recommender/GetModelInfo',
             sasrec_dot_serving_dot_v1_dot_recommender__pb2.GetModelInfoRequest.SerializeToString,
             sasrec_dot_serving_dot_v1_dot_recommender__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sasrec.v1.Recommender/RecordEvents',
+            sasrec_dot_serving_dot_v1_dot_recommender__pb2.RecordEventsRequest.SerializeToString,
+            sasrec_dot_serving_dot_v1_dot_recommender__pb2.RecordEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
