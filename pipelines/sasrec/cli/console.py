@@ -23,6 +23,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import sys
+import tempfile
 
 from sasrec.stderr_handler import StderrHandler
 
@@ -36,6 +39,15 @@ DEFAULT_LOG_LEVEL = "warning"
 _TF_CPP_LEVEL = {"debug": "0", "info": "3", "warning": "3", "error": "3"}
 
 _TENSORFLOW_LOGGERS = ("tensorflow", "absl", "keras", "h5py")
+
+# What TensorFlow's native libraries print while they load, whatever
+# TF_CPP_MIN_LOG_LEVEL says: on CPUs where oneDNN is on by default (AVX-512
+# with VNNI/BF16), port.cc logs "oneDNN custom operations are on" through absl
+# before absl reads any threshold, with absl's "before InitializeLog" notice.
+_IMPORT_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+    r"[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ (port|cpu_feature_guard)\.cc:\d+\])"
+)
 
 
 def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
@@ -68,3 +80,36 @@ def configure_console(level: str) -> None:
     quiet = python_level if level == "debug" else logging.ERROR
     for name in _TENSORFLOW_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+    if level != "debug":
+        import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with the notices its libraries print while loading left out.
+
+    The process's stderr (file descriptor 2, where native code writes) goes to
+    a temporary file for the import; every line that is not a known loading
+    notice is written back, so an import error or an unknown warning still
+    shows. A no-op when TensorFlow is already imported.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode("utf-8", "replace").splitlines(True)
+                if not _IMPORT_NOISE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
