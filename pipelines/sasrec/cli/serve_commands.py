@@ -13,6 +13,7 @@ from typing import Any
 
 # The engine registry imports neither NumPy nor TensorFlow: only names.
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+from sasrec.engines.retrieval import ANN_MIN_ITEMS, DEFAULT_RETRIEVAL, RETRIEVALS
 from sasrec.serving.event_store import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_EVENTS_PER_CALL,
@@ -96,6 +97,13 @@ def register(subparsers: Any) -> None:
         choices=ENGINES,
         default=DEFAULT_ENGINE,
         help="scoring engine (numpy: lowest latency; tensorflow: the exported graph)",
+    )
+    serve.add_argument(
+        "--retrieval",
+        choices=RETRIEVALS,
+        default=DEFAULT_RETRIEVAL,
+        help=f"exact: score every item; ann: index candidates (Faiss IVF) rescored exactly; "
+        f"auto: ann from {ANN_MIN_ITEMS:,} items on (numpy engine)",
     )
     serve.add_argument(
         "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
@@ -211,6 +219,7 @@ def run_serve(args: argparse.Namespace) -> int:
         auth_token=token,
         intra_op_threads=args.intra_op_threads,
         engine=args.engine,
+        retrieval=args.retrieval,
         blas_threads=args.blas_threads,
         frontend=args.frontend,
         http_port=args.http_port,

@@ -12,6 +12,7 @@ loop, the handlers and the batching thread.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import secrets
@@ -205,6 +206,12 @@ class RecommenderServer:
         configure_threads(opts.intra_op_threads or None, 1)
         if opts.engine == "numpy":
             limit_blas_threads(opts.blas_threads)
+            if opts.retrieval != "exact" and importlib.util.find_spec("faiss") is not None:
+                from sasrec.engines.ann_index import limit_faiss_threads
+
+                # The index searches on the batching thread: as many OpenMP
+                # threads as BLAS ones, not one per core.
+                limit_faiss_threads(opts.blas_threads)
         if opts.metrics_port:
             metrics_host = opts.metrics_host or opts.host
             self.metrics_port = self.metrics.serve_http(opts.metrics_port, _bare(metrics_host))
@@ -414,6 +421,7 @@ class RecommenderServer:
             limits=self.options.limits,
             max_batch_size=self.options.max_batch_size,
             engine=self.options.engine,
+            retrieval=self.options.retrieval,
         )
         predictor.warm_up()
         logger.info(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+from sasrec.engines.retrieval import DEFAULT_RETRIEVAL, RETRIEVALS
 from sasrec.serving.domain import Limits
 from sasrec.serving.event_store import (
     DEFAULT_CAPACITY,
@@ -91,6 +92,9 @@ class ServerOptions:
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
         engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
             (see :mod:`sasrec.engines.registry`).
+        retrieval: ``"auto"``, ``"exact"`` or ``"ann"``: the full scan or
+            index candidates rescored exactly (:mod:`sasrec.engines.retrieval`;
+            ``auto`` is ``ann`` from 250,000 items on with the numpy engine).
         blas_threads: NumPy BLAS threads of the numpy engine (one scoring
             thread: 1 leaves the other cores to gRPC).
         reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
@@ -140,6 +144,7 @@ class ServerOptions:
     auth_token: str | None = None
     intra_op_threads: int = 0
     engine: str = DEFAULT_ENGINE
+    retrieval: str = DEFAULT_RETRIEVAL
     blas_threads: int = 1
     reuse_port: bool = False
     frontend: str = "python"
@@ -175,6 +180,13 @@ class ServerOptions:
                 self.engine,
                 self.engine in ENGINES,
                 "must be " + " or ".join(ENGINES),
+            ),
+            (
+                "retrieval",
+                self.retrieval,
+                self.retrieval in RETRIEVALS
+                and not (self.retrieval == "ann" and self.engine != "numpy"),
+                "must be " + " or ".join(RETRIEVALS) + " ('ann' with the numpy engine only)",
             ),
             ("blas_threads", self.blas_threads, self.blas_threads >= 1, "must be >= 1"),
             (
