@@ -19,6 +19,7 @@ from sasrec.engines.ann_index import ANN_INDEX_META_FILE, AnnIndex  # noqa: E402
 from tests.training.test_large_catalogue import _train  # noqa: E402
 
 
+@pytest.mark.slow
 def test_publish_builds_the_index_above_the_threshold(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(retrieval, "ANN_MIN_ITEMS", 30)
     code, out = _train(tmp_path, "--loss", "bce")

@@ -109,6 +109,26 @@ def register(subparsers: Any) -> None:
         "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
     )
     serve.add_argument(
+        "--keep-versions",
+        type=int,
+        default=1,
+        help="model versions served at once, the highest ones (labels: canary = newest, "
+        "stable = the one before)",
+    )
+    serve.add_argument(
+        "--canary-percent",
+        type=float,
+        default=0.0,
+        help="share of unpinned requests the canary version answers (by user_id hash when set)",
+    )
+    serve.add_argument(
+        "--version-label",
+        action="append",
+        default=[],
+        metavar="LABEL=VERSION",
+        help="pin a label (stable, canary) to a version number; repeatable",
+    )
+    serve.add_argument(
         "--frontend",
         choices=["python", "native"],
         default="python",
@@ -220,6 +240,9 @@ def run_serve(args: argparse.Namespace) -> int:
         intra_op_threads=args.intra_op_threads,
         engine=args.engine,
         retrieval=args.retrieval,
+        keep_versions=args.keep_versions,
+        canary_percent=args.canary_percent,
+        version_labels=tuple(args.version_label),
         blas_threads=args.blas_threads,
         frontend=args.frontend,
         http_port=args.http_port,
