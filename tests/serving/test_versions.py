@@ -7,6 +7,8 @@ the server runs in this process on a loopback port, both front ends.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -153,3 +155,21 @@ def test_unpinned_traffic_splits_and_metrics_count_each_version(server, stub) ->
     # Earlier tests of this module pinned some calls too: at least these.
     assert counted[("canary", "3")] >= versions["3"]
     assert counted[("stable", "2")] >= versions["2"]
+
+
+def test_health_probe_exit_codes(server) -> None:
+    """The container HEALTHCHECK's probe: 0 on SERVING, 1 (with the reason) otherwise."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "sasrec.serving.health_probe", server.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    down = subprocess.run(
+        [sys.executable, "-m", "sasrec.serving.health_probe", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
