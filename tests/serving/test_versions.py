@@ -144,6 +144,7 @@ def test_unpinned_traffic_splits_and_metrics_count_each_version(server, stub) ->
     assert 'sasrec_version_loaded{version="2"} 1.0' in text
     assert 'sasrec_version_loaded{version="3"} 1.0' in text
     assert 'sasrec_version_loaded{version="1"}' not in text
+    assert "sasrec_model_version 3.0" in text  # the newest, although 2 loaded after it
     counted = {
         (m["label"], m["version"]): float(m["n"])
         for m in re.finditer(

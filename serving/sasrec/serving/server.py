@@ -455,7 +455,7 @@ class RecommenderServer:
         # The version GetModelInfo and the native front end answer with:
         # one reference assignment, atomic for readers.
         self._predictor = self._router.labelled(STABLE)
-        self.metrics.set_model(predictor.version)
+        self.metrics.set_model(self._router.latest().version)
 
     def _load_older_versions(self) -> None:
         """With ``--keep-versions N``: the next N - 1 loadable versions below the newest."""
