@@ -205,3 +205,30 @@ def test_a_version_that_cannot_hold_the_cache_serves_from_memory(
     assert isinstance(predictor.scoring_engine, AnnEngine)
     assert "ANN index not cached" in caplog.text
     assert not [p for p in os.listdir(version) if p.endswith(".tmp")]
+
+
+def test_hot_reload_swaps_the_index_with_the_model(tmp_path: Path, model: SASRec) -> None:
+    from sasrec.serving.model_watcher import ModelWatcher
+
+    items = [f"sku-{i:03d}" for i in range(1, NUM_ITEMS + 1)]
+    save_model_dir(tmp_path / "1", model, ItemVocabulary(items))
+    served: list[Predictor] = []
+    watcher = ModelWatcher(
+        tmp_path,
+        load=lambda path: Predictor.load(path, retrieval="ann"),
+        on_loaded=served.append,
+        poll_seconds=0,
+    )
+    watcher.load_initial()
+    keras.utils.set_random_seed(11)
+    newer = SASRec(
+        num_items=NUM_ITEMS, max_len=MAX_LEN, hidden_dim=16, num_blocks=1, num_heads=2, dropout=0.0
+    )
+    save_model_dir(tmp_path / "2", newer, ItemVocabulary(items))
+    assert watcher.poll_once()
+    old, new = served
+    assert new.version == "2" and (tmp_path / "2" / ANN_INDEX_FILE).exists()
+    assert new.scoring_engine.index is not old.scoring_engine.index
+    # The new index was built from the new table, not reused from the old one.
+    assert new.scoring_engine.index.checksum != old.scoring_engine.index.checksum
+    assert new.scoring_engine.item_table is not old.scoring_engine.item_table
