@@ -256,6 +256,7 @@ class ServerProcess:
             "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
             "--busy-wait-ms", str(args.busy_wait_ms), "--engine", args.engine,
             "--max-concurrent", "1024", "--log-level", "WARNING", "--frontend", args.frontend,
+            "--retrieval", getattr(args, "retrieval", "auto"),
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300

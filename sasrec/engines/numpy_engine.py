@@ -50,6 +50,18 @@ class NumpyEngine:
         with_attention: bool = False,
     ) -> TopK:
         """See :meth:`sasrec.engines.engine.Engine.top_k`; the attention always comes back."""
+        padded, hidden, attention = self.encode(histories)
+        ids, scores = self.numpy_model.top_k(
+            padded, k, exclude_history, deny_ids, allow_ids, hidden=hidden
+        )
+        return TopK(ids, scores, attention)
+
+    def encode(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows left-padded, their last hidden states and last-block attention.
+
+        Returns:
+            ``(padded int (B, W), hidden float32 (B, d), attention float32 (B, W))``.
+        """
         fast = self.numpy_model
         lengths = [min(np.asarray(h).size, self.max_len) for h in histories]
         width = max(1, max(lengths))
@@ -67,5 +79,4 @@ class NumpyEngine:
                 hidden[group], attention[group, width - cols :] = fast.encode_last(
                     padded[group, width - cols :]
                 )
-        ids, scores = fast.top_k(padded, k, exclude_history, deny_ids, allow_ids, hidden=hidden)
-        return TopK(ids, scores, attention)
+        return padded, hidden, attention

@@ -13,6 +13,7 @@ from typing import Any
 
 # The engine registry imports neither NumPy nor TensorFlow: only names.
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+from sasrec.engines.retrieval import ANN_MIN_ITEMS, DEFAULT_RETRIEVAL, RETRIEVALS
 from sasrec.serving.event_store import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_EVENTS_PER_CALL,
@@ -98,7 +99,34 @@ def register(subparsers: Any) -> None:
         help="scoring engine (numpy: lowest latency; tensorflow: the exported graph)",
     )
     serve.add_argument(
+        "--retrieval",
+        choices=RETRIEVALS,
+        default=DEFAULT_RETRIEVAL,
+        help=f"exact: score every item; ann: index candidates (Faiss IVF) rescored exactly; "
+        f"auto: ann from {ANN_MIN_ITEMS:,} items on (numpy engine)",
+    )
+    serve.add_argument(
         "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
+    )
+    serve.add_argument(
+        "--keep-versions",
+        type=int,
+        default=1,
+        help="model versions served at once, the highest ones (labels: canary = newest, "
+        "stable = the one before)",
+    )
+    serve.add_argument(
+        "--canary-percent",
+        type=float,
+        default=0.0,
+        help="share of unpinned requests the canary version answers (by user_id hash when set)",
+    )
+    serve.add_argument(
+        "--version-label",
+        action="append",
+        default=[],
+        metavar="LABEL=VERSION",
+        help="pin a label (stable, canary) to a version number; repeatable",
     )
     serve.add_argument(
         "--frontend",
@@ -211,6 +239,10 @@ def run_serve(args: argparse.Namespace) -> int:
         auth_token=token,
         intra_op_threads=args.intra_op_threads,
         engine=args.engine,
+        retrieval=args.retrieval,
+        keep_versions=args.keep_versions,
+        canary_percent=args.canary_percent,
+        version_labels=tuple(args.version_label),
         blas_threads=args.blas_threads,
         frontend=args.frontend,
         http_port=args.http_port,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -56,8 +58,18 @@ class RecommenderClient:
     restarting, model not loaded); every other failure raises
     :class:`RecommenderError` at once.
 
+    Several replicas: give a list of ``host:port`` addresses or one
+    ``dns:///name:port`` target (every address the name resolves to, e.g. a
+    Kubernetes headless Service). The channel then balances calls over the
+    replicas (``round_robin``; Kubernetes' own Service balances connections,
+    not calls), skips replicas whose health is NOT_SERVING (a draining
+    server), and retries a call that fails ``UNAVAILABLE`` on another replica
+    at once (the gRPC service config's ``retryPolicy``), before this
+    client's own backoff retries.
+
     Args:
-        address: ``host:port``.
+        address: ``host:port``, a list of them, or a gRPC target such as
+            ``dns:///recommender.shop.svc.cluster.local:50051``.
         timeout: Deadline of each attempt, in seconds.
         retries: Extra attempts on UNAVAILABLE.
         backoff_seconds: First backoff; doubles up to ``max_backoff_seconds``.
@@ -69,6 +81,7 @@ class RecommenderClient:
         options: Extra gRPC channel options, e.g.
             ``[("grpc.use_local_subchannel_pool", 1)]`` for a connection of
             its own (``sasrec serve --workers`` balances connections).
+        load_balancing: ``"round_robin"`` (default) or ``"pick_first"``.
 
     Example:
         >>> with RecommenderClient("localhost:50051") as client:  # doctest: +SKIP
@@ -78,7 +91,7 @@ class RecommenderClient:
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         timeout: float = 5.0,
         retries: int = 3,
@@ -89,12 +102,14 @@ class RecommenderClient:
         tls: bool = False,
         server_name: str | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        load_balancing: str = "round_robin",
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, received {timeout}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, received {retries}")
-        self.address = address
+        self.address = channel_target(address)
+        address = self.address
         self.timeout = timeout
         self.retries = retries
         self.backoff_seconds = backoff_seconds
@@ -103,7 +118,7 @@ class RecommenderClient:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        options = list(options)
+        options = [*service_config_options(load_balancing, retries), *options]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if root_certificates is not None or tls:
@@ -128,8 +143,14 @@ class RecommenderClient:
         user_id: str = "",
         explain: bool = False,
         timeout: float | None = None,
+        model_version: str = "",
+        version_label: str = "",
     ) -> Recommendation:
-        """Top-``k`` next items for ``history`` (oldest first)."""
+        """Top-``k`` next items for ``history`` (oldest first).
+
+        ``model_version`` or ``version_label`` (``"stable"``, ``"canary"``)
+        pins the version that answers (a server with ``--keep-versions``).
+        """
         request = pb.RecommendRequest(
             history=list(history),
             k=k,
@@ -138,6 +159,8 @@ class RecommenderClient:
             excluded_items=list(excluded_items),
             user_id=user_id,
             explain=explain,
+            model_version=model_version,
+            version_label=version_label,
         )
         response = self._call(self._stub.Recommend, request, timeout)
         return recommendation_from_proto(response)
@@ -224,6 +247,75 @@ class RecommenderClient:
                     continue
                 raise _to_error(err) from err
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def channel_target(address: str | Sequence[str]) -> str:
+    """One gRPC target for one address, several ``host:port`` addresses, or a target.
+
+    Host names of a list are resolved now (``ipv4:``/``ipv6:`` targets take
+    addresses); a single string is passed through (``dns:///name:port``
+    resolves every address of the name, and again when connections fail).
+
+    Example:
+        >>> channel_target(["127.0.0.1:5001", "127.0.0.1:5002"])
+        'ipv4:127.0.0.1:5001,127.0.0.1:5002'
+        >>> channel_target("dns:///recommender:50051")
+        'dns:///recommender:50051'
+    """
+    if isinstance(address, str):
+        return address
+    addresses = list(address)
+    if not addresses:
+        raise ValueError("address: give at least one host:port")
+    if len(addresses) == 1:
+        return addresses[0]
+    v4, v6 = [], []
+    for entry in addresses:
+        host, sep, port = entry.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"address {entry!r} is not host:port")
+        host = host.strip("[]")
+        for family, *_, sockaddr in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM):
+            if family == socket.AF_INET:
+                v4.append(f"{sockaddr[0]}:{port}")
+            elif family == socket.AF_INET6:
+                v6.append(f"[{sockaddr[0]}]:{port}")
+    v4, v6 = list(dict.fromkeys(v4)), list(dict.fromkeys(v6))
+    if v4:  # a channel target holds one family; IPv4 wins when a name has both
+        return "ipv4:" + ",".join(v4)
+    return "ipv6:" + ",".join(v6)
+
+
+def service_config_options(load_balancing: str, retries: int) -> list[tuple[str, Any]]:
+    """Channel options: the load-balancing policy, health checks and retries on UNAVAILABLE.
+
+    Example:
+        >>> dict(service_config_options("round_robin", 3))["grpc.enable_retries"]
+        1
+    """
+    if load_balancing not in ("round_robin", "pick_first"):
+        raise ValueError(
+            f"load_balancing must be round_robin or pick_first, received {load_balancing!r}"
+        )
+    config: dict[str, Any] = {"loadBalancingConfig": [{load_balancing: {}}]}
+    if load_balancing == "round_robin":
+        # Replicas whose health is NOT_SERVING (draining) get no new calls.
+        config["healthCheckConfig"] = {"serviceName": ""}
+    if retries:
+        config["methodConfig"] = [
+            {
+                "name": [{"service": "sasrec.v1.Recommender"}],
+                "retryPolicy": {
+                    # gRPC caps maxAttempts at 5.
+                    "maxAttempts": min(5, 1 + retries),
+                    "initialBackoff": "0.01s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    return [("grpc.service_config", json.dumps(config)), ("grpc.enable_retries", 1)]
 
 
 def _event(event: pb.Event | tuple) -> pb.Event:

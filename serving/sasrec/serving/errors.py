@@ -6,6 +6,7 @@
 | :class:`ModelUnavailableError` | ``UNAVAILABLE`` |
 | :class:`DeadlineExceededError` | ``DEADLINE_EXCEEDED`` |
 | :class:`OverloadedError` | ``RESOURCE_EXHAUSTED`` |
+| :class:`VersionNotFoundError` | ``NOT_FOUND`` |
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class DeadlineExceededError(TimeoutError):
 
 class OverloadedError(RuntimeError):
     """The scoring queue is full; the caller should back off and retry."""
+
+
+class VersionNotFoundError(LookupError):
+    """The request pins a model version or label that is not loaded."""

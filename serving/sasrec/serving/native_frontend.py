@@ -86,6 +86,8 @@ class _Job:
     batch: bool
     deadline: float | None  # time.perf_counter() value, None: no deadline
     stored: list[int]  # items read from the event store, per request
+    predictor: Any = None  # the version that answers (--keep-versions)
+    label: str = ""  # its label, for RecommendResponse.version_label
 
 
 class NativeFrontend:
@@ -106,6 +108,8 @@ class NativeFrontend:
         user_history: The server's store of users' events (None: none). Its
             calls block this front end's one Python thread (a Recommend by
             user_id reads the store, a RecordEvents waits for its fsync).
+        router: The :class:`~sasrec.serving.version_router.VersionRouter`
+            that picks each Recommend's version (None: ``current_predictor``).
 
     Example:
         >>> front = NativeFrontend(options, lambda: predictor, metrics)  # doctest: +SKIP
@@ -119,6 +123,7 @@ class NativeFrontend:
         current_predictor: Callable[[], Any],
         metrics: ServingMetrics,
         user_history: UserHistory | None = None,
+        router: Any = None,
     ) -> None:
         Frontend = load_extension().Frontend  # noqa: N806 - a class
 
@@ -136,6 +141,7 @@ class NativeFrontend:
         self._current = current_predictor
         self._metrics = metrics
         self._history = user_history
+        self._router = router
         self._thread: threading.Thread | None = None
         self._reflection: Any = None  # the Python server's reflection code, made on first use
 
@@ -215,20 +221,26 @@ class NativeFrontend:
                     records.append((call_id, name, started, request))
                 elif method == _RECOMMEND:
                     request = parse_request(pb.RecommendRequest, payload)
+                    chosen, label = self._route(request, predictor)
                     stored = 0
                     if self._history is not None and request.user_id:
-                        max_history = predictor.limits.max_history
+                        max_history = chosen.limits.max_history
                         request, stored = self._history.merge(request, max_history)
-                    prepared = [predictor.prepare(request_from_proto(request))]
+                    prepared = [chosen.prepare(request_from_proto(request))]
                     job = _Job(call_id, name, started, prepared, False, deadline, [stored])
+                    job.predictor, job.label = chosen, label
                     jobs.append(job)
                 else:
                     request = parse_request(pb.RecommendBatchRequest, payload)
+                    first = request.requests[0] if request.requests else pb.RecommendRequest()
+                    chosen, label = self._route(first, predictor)
                     counts: list[int] = []
                     if self._history is not None and any(r.user_id for r in request.requests):
-                        request, counts = merge_batch(self._history, request, predictor.limits)
-                    prepared = prepare_batch(predictor, request)
-                    jobs.append(_Job(call_id, name, started, prepared, True, deadline, counts))
+                        request, counts = merge_batch(self._history, request, chosen.limits)
+                    prepared = prepare_batch(chosen, request)
+                    job = _Job(call_id, name, started, prepared, True, deadline, counts)
+                    job.predictor, job.label = chosen, label
+                    jobs.append(job)
             except MalformedRequestError as err:
                 self._finish_status(call_id, name, started, grpc.StatusCode.INVALID_ARGUMENT, err)
             except Exception as err:
@@ -252,9 +264,18 @@ class NativeFrontend:
         jobs = self._unexpired(jobs)
         if not jobs:
             return
+        # One model call per version in the batch (one unless --keep-versions).
+        by_version: dict[int, list[_Job]] = {}
+        for job in jobs:
+            by_version.setdefault(id(job.predictor), []).append(job)
+        for group in by_version.values():
+            self._score(group)
+
+    def _score(self, jobs: list[_Job]) -> None:
+        """Scores the jobs of one version in one call and answers each."""
         rows = [p for job in jobs for p in job.prepared]
         try:
-            answers = predictor.predict(rows)
+            answers = jobs[0].predictor.predict(rows)
         except Exception as err:
             for job in jobs:
                 self._finish_error(job.call_id, job.method, job.started, err)
@@ -272,10 +293,20 @@ class NativeFrontend:
                 continue
             if job.batch:
                 message = batch_response(recs, job.stored)
+                for answer in message.responses:
+                    answer.version_label = job.label
             else:
                 message = recommendation_to_proto(recs[0])
                 message.stored_history_length = job.stored[0]
+                message.version_label = job.label
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
+
+    def _route(self, request: pb.RecommendRequest, current: Any) -> tuple[Any, str]:
+        """The version for ``request`` (the router's pick) and its label."""
+        if self._router is None:
+            return current, ""
+        chosen, label = self._router.route(request)
+        return (current, "") if chosen is None else (chosen, label)
 
     def _record(self, records: list[tuple[int, str, float, pb.RecordEventsRequest]]) -> None:
         """Answers the batch's RecordEvents calls with one store write (one fsync)."""

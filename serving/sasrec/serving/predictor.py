@@ -37,6 +37,7 @@ from sasrec.artifact import (
 )
 from sasrec.engines.engine import Engine, TopK
 from sasrec.engines.registry import DEFAULT_ENGINE, create_engine
+from sasrec.engines.retrieval import DEFAULT_RETRIEVAL, resolve_retrieval
 from sasrec.serving.domain import (
     DEFAULT_K,
     Limits,
@@ -95,6 +96,10 @@ class Predictor:
         engine: An engine name of :data:`sasrec.engines.registry.ENGINES`
             (``"numpy"``, the default, or ``"tensorflow"``), or a built
             :class:`~sasrec.engines.engine.Engine` of this model.
+        retrieval: ``"auto"`` (default), ``"exact"`` or ``"ann"``
+            (:mod:`sasrec.engines.retrieval`): with ``ann`` an index of the
+            item table (cached in ``path``) proposes candidates that are
+            rescored exactly; ``auto`` is ``ann`` from 250,000 items on.
 
     Example:
         >>> predictor = Predictor.load("models/3")  # doctest: +SKIP
@@ -115,11 +120,15 @@ class Predictor:
         limits: Limits | None = None,
         max_batch_size: int = 32,
         engine: str | Engine = DEFAULT_ENGINE,
+        retrieval: str = DEFAULT_RETRIEVAL,
     ) -> None:
-        scoring_engine = create_engine(engine, model) if isinstance(engine, str) else engine
-        self.engine = scoring_engine.name
-        self.scoring_engine: Engine = scoring_engine
         self.path = Path(path) if path is not None else None
+        if isinstance(engine, str):
+            self.retrieval = resolve_retrieval(retrieval, int(vocabulary.num_items), engine)
+            scoring_engine = create_engine(engine, model)
+        else:
+            self.retrieval = getattr(engine, "retrieval", "exact")
+            scoring_engine = engine
         self.limits = limits or Limits()
         self.buckets = batch_buckets(max_batch_size)
         self.max_batch_size = max_batch_size
@@ -137,6 +146,14 @@ class Predictor:
             popularity, self.encoder.index, self.num_items, source=f"{self.path}/{POPULARITY_FILE}"
         )
         self.fallback = PopularityFallback(counts, self._names)
+        if self.retrieval == "ann" and isinstance(engine, str):
+            from sasrec.engines.ann_engine import AnnEngine
+            from sasrec.engines.retrieval import ann_index_for
+
+            index = ann_index_for(self.path, scoring_engine, counts)
+            scoring_engine = AnnEngine(scoring_engine, index)
+        self.engine = scoring_engine.name
+        self.scoring_engine: Engine = scoring_engine
         self.explainer = AttentionExplainer(
             scoring_engine.item_table, self._names, self.limits.explain_top
         )
@@ -148,6 +165,7 @@ class Predictor:
         limits: Limits | None = None,
         max_batch_size: int = 32,
         engine: str = DEFAULT_ENGINE,
+        retrieval: str = DEFAULT_RETRIEVAL,
     ) -> Predictor:
         """Loads one model version directory (``model.keras``, ``manifest.json``, ...)."""
         path = Path(path)
@@ -162,6 +180,7 @@ class Predictor:
             limits=limits,
             max_batch_size=max_batch_size,
             engine=engine,
+            retrieval=retrieval,
         )
 
     # ------------------------------------------------------------------ requests

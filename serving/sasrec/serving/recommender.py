@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 
 from sasrec.engines.registry import DEFAULT_ENGINE
+from sasrec.engines.retrieval import DEFAULT_RETRIEVAL
 from sasrec.serving.domain import (
     DEFAULT_K,
     Limits,
@@ -45,6 +46,7 @@ class Recommender:
         max_batch_size: int = 32,
         warm_up: bool = True,
         engine: str = DEFAULT_ENGINE,
+        retrieval: str = DEFAULT_RETRIEVAL,
     ) -> Recommender:
         """Loads one version directory, or the highest loadable version of a root.
 
@@ -54,6 +56,8 @@ class Recommender:
             max_batch_size: Largest batch one compiled call scores.
             warm_up: Run the compiled functions once per batch bucket now.
             engine: ``"numpy"`` (default, fastest) or ``"tensorflow"``.
+            retrieval: ``"auto"`` (default), ``"exact"`` or ``"ann"`` (see
+                :mod:`sasrec.engines.retrieval`).
         """
         from sasrec.runtime import configure_threads
         from sasrec.serving.model_watcher import ModelWatcher
@@ -63,7 +67,11 @@ class Recommender:
 
         def load(path: os.PathLike) -> Predictor:
             predictor = Predictor.load(
-                path, limits=limits, max_batch_size=max_batch_size, engine=engine
+                path,
+                limits=limits,
+                max_batch_size=max_batch_size,
+                engine=engine,
+                retrieval=retrieval,
             )
             if warm_up:
                 predictor.warm_up()

@@ -12,6 +12,7 @@ loop, the handlers and the batching thread.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
+from sasrec.artifact import is_version_dir, list_versions
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
 from sasrec.serving.event_store import open_event_store
@@ -36,6 +38,7 @@ from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import RecommenderServicer
 from sasrec.serving.serving_metrics import ServingMetrics
 from sasrec.serving.user_history import UserHistory
+from sasrec.serving.version_router import STABLE, VersionRouter, parse_version_labels
 
 logger = logging.getLogger("sasrec.serving")
 
@@ -130,6 +133,13 @@ class RecommenderServer:
         self._native: Any = None  # NativeFrontend with ``frontend="native"``
         self._probe_address: str | None = None  # the private port of the drain probe
         opts = self.options
+        self._router = VersionRouter(
+            opts.keep_versions,
+            opts.canary_percent,
+            parse_version_labels(opts.version_labels),
+            on_change=self.metrics.set_versions,
+            on_pick=self.metrics.observe_version_request,
+        )
         self._watcher = ModelWatcher(
             self.model_dir,
             load=self._load_version,
@@ -205,6 +215,12 @@ class RecommenderServer:
         configure_threads(opts.intra_op_threads or None, 1)
         if opts.engine == "numpy":
             limit_blas_threads(opts.blas_threads)
+            if opts.retrieval != "exact" and importlib.util.find_spec("faiss") is not None:
+                from sasrec.engines.ann_index import limit_faiss_threads
+
+                # The index searches on the batching thread: as many OpenMP
+                # threads as BLAS ones, not one per core.
+                limit_faiss_threads(opts.blas_threads)
         if opts.metrics_port:
             metrics_host = opts.metrics_host or opts.host
             self.metrics_port = self.metrics.serve_http(opts.metrics_port, _bare(metrics_host))
@@ -222,7 +238,7 @@ class RecommenderServer:
                 from sasrec.serving.native_frontend import NativeFrontend
 
                 self._native = NativeFrontend(
-                    opts, lambda: self._predictor, self.metrics, self._user_history
+                    opts, lambda: self._predictor, self.metrics, self._user_history, self._router
                 )
                 self.port = self._native.start()
             else:
@@ -317,7 +333,9 @@ class RecommenderServer:
         # malformed body into INVALID_ARGUMENT (a failing deserializer in grpcio
         # is an UNKNOWN with an error traceback). It also puts the calls in the
         # queue of the drain probe (see _catch_up).
-        servicer = RecommenderServicer(lambda: self._predictor, self._batcher, self._user_history)
+        servicer = RecommenderServicer(
+            lambda: self._predictor, self._batcher, self._user_history, self._router
+        )
         server.add_generic_rpc_handlers((recommender_handler(servicer),))
         self._health = health.aio.HealthServicer()
         for service in ("", SERVICE_NAME):
@@ -347,7 +365,9 @@ class RecommenderServer:
     async def _start_http(self) -> int:
         from sasrec.serving.http_gateway import HttpGateway
 
-        servicer = RecommenderServicer(lambda: self._predictor, self._batcher, self._user_history)
+        servicer = RecommenderServicer(
+            lambda: self._predictor, self._batcher, self._user_history, self._router
+        )
         gateway = HttpGateway(
             servicer, self.options, self.metrics, lambda: self.ready and not self._stopping
         )
@@ -414,6 +434,7 @@ class RecommenderServer:
             limits=self.options.limits,
             max_batch_size=self.options.max_batch_size,
             engine=self.options.engine,
+            retrieval=self.options.retrieval,
         )
         predictor.warm_up()
         logger.info(
@@ -430,12 +451,37 @@ class RecommenderServer:
         return predictor
 
     def _swap(self, predictor: Any) -> None:
-        self._predictor = predictor  # one reference assignment: atomic for readers
-        self.metrics.set_model(predictor.version)
+        self._router.add(predictor)
+        # The version GetModelInfo and the native front end answer with:
+        # one reference assignment, atomic for readers.
+        self._predictor = self._router.labelled(STABLE)
+        self.metrics.set_model(self._router.latest().version)
+
+    def _load_older_versions(self) -> None:
+        """With ``--keep-versions N``: the next N - 1 loadable versions below the newest."""
+        if self.options.keep_versions < 2 or is_version_dir(self.model_dir):
+            return
+        wanted = set(self._router.labels.values())
+        newest = self._router.versions[-1]
+        older = [p for p in list_versions(self.model_dir) if p.name != newest]
+        for path in older:
+            if self._stopping:
+                return
+            loaded = self._router.versions
+            if len(loaded) >= self.options.keep_versions and not wanted - set(loaded):
+                return
+            try:
+                self._swap(self._load_version(path))
+            except Exception as err:  # a broken old version must not stop the server
+                logger.error(
+                    "older version not loaded",
+                    extra={"fields": {"path": str(path), "error": str(err)}},
+                )
 
     def _load_initial(self) -> None:
         try:
             self._watcher.load_initial()
+            self._load_older_versions()
             if self._stopping:
                 return
             if self._native is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+from sasrec.engines.retrieval import DEFAULT_RETRIEVAL, RETRIEVALS
 from sasrec.serving.domain import Limits
 from sasrec.serving.event_store import (
     DEFAULT_CAPACITY,
@@ -91,6 +92,15 @@ class ServerOptions:
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
         engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
             (see :mod:`sasrec.engines.registry`).
+        retrieval: ``"auto"``, ``"exact"`` or ``"ann"``: the full scan or
+            index candidates rescored exactly (:mod:`sasrec.engines.retrieval`;
+            ``auto`` is ``ann`` from 250,000 items on with the numpy engine).
+        keep_versions: Model versions served at once: the highest ones
+            (:mod:`sasrec.serving.version_router`).
+        canary_percent: Share of unpinned requests the ``canary`` version
+            answers (0..100); the rest go to ``stable``.
+        version_labels: ``LABEL=VERSION`` pins (``stable=3``) instead of the
+            default labels (``canary`` newest, ``stable`` the one before).
         blas_threads: NumPy BLAS threads of the numpy engine (one scoring
             thread: 1 leaves the other cores to gRPC).
         reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
@@ -140,6 +150,10 @@ class ServerOptions:
     auth_token: str | None = None
     intra_op_threads: int = 0
     engine: str = DEFAULT_ENGINE
+    retrieval: str = DEFAULT_RETRIEVAL
+    keep_versions: int = 1
+    canary_percent: float = 0.0
+    version_labels: tuple[str, ...] = ()
     blas_threads: int = 1
     reuse_port: bool = False
     frontend: str = "python"
@@ -175,6 +189,20 @@ class ServerOptions:
                 self.engine,
                 self.engine in ENGINES,
                 "must be " + " or ".join(ENGINES),
+            ),
+            (
+                "retrieval",
+                self.retrieval,
+                self.retrieval in RETRIEVALS
+                and not (self.retrieval == "ann" and self.engine != "numpy"),
+                "must be " + " or ".join(RETRIEVALS) + " ('ann' with the numpy engine only)",
+            ),
+            ("keep_versions", self.keep_versions, self.keep_versions >= 1, "must be >= 1"),
+            (
+                "canary_percent",
+                self.canary_percent,
+                0 <= self.canary_percent <= 100,
+                "must be in 0..100",
             ),
             ("blas_threads", self.blas_threads, self.blas_threads >= 1, "must be >= 1"),
             (

@@ -23,12 +23,14 @@ from sasrec.serving.errors import (
     InvalidRequestError,
     ModelUnavailableError,
     OverloadedError,
+    VersionNotFoundError,
 )
 from sasrec.serving.event_store import EventStoreError
 from sasrec.serving.micro_batcher import MicroBatcher
 from sasrec.serving.user_history import NoEventStoreError, UserHistory, merge_batch
 from sasrec.serving.v1 import recommender_pb2 as pb
 from sasrec.serving.v1 import recommender_pb2_grpc as pb_grpc
+from sasrec.serving.version_router import VersionRouter
 
 logger = logging.getLogger("sasrec.serving")
 
@@ -68,8 +70,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         current_predictor: Callable[[], Any],
         batcher: MicroBatcher,
         user_history: UserHistory | None = None,
+        router: VersionRouter | None = None,
     ) -> None:
         self._current = current_predictor
+        self._router = router
         self._batcher = batcher
         self._history = user_history
         self._in_flight = 0  # Recommend/RecommendBatch calls inside the server
@@ -79,7 +83,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     ) -> pb.RecommendResponse:
         self._in_flight += 1
         try:
-            predictor = self._predictor()
+            predictor, label = self._route(request)
             stored = 0
             if self._history is not None and request.user_id:
                 request, stored = await self._read_store(
@@ -97,6 +101,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             _log_call("Recommend", request, rec[0])
         response = recommendation_to_proto(rec[0])
         response.stored_history_length = stored
+        response.version_label = label
         return response
 
     async def RecommendBatch(  # noqa: N802 - gRPC method name
@@ -104,7 +109,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     ) -> pb.RecommendBatchResponse:
         self._in_flight += 1
         try:
-            predictor = self._predictor()
+            # One version answers a batch: the first request's pin routes it.
+            first = request.requests[0] if request.requests else pb.RecommendRequest()
+            predictor, label = self._route(first)
             stored: list[int] = []
             if self._history is not None and any(r.user_id for r in request.requests):
                 request, stored = await self._read_store(
@@ -118,7 +125,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             await _abort(context, err)
         finally:
             self._in_flight -= 1
-        return batch_response(recs, stored)
+        response = batch_response(recs, stored)
+        for answer in response.responses:
+            answer.version_label = label
+        return response
 
     async def RecordEvents(  # noqa: N802 - gRPC method name
         self, request: pb.RecordEventsRequest, context: grpc.aio.ServicerContext
@@ -147,6 +157,15 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         if self._history.store.fast_reads:
             return read(*args)
         return await asyncio.to_thread(read, *args)
+
+    def _route(self, request: pb.RecommendRequest) -> tuple[Any, str]:
+        """The version that answers ``request`` and its label (no router: the current one)."""
+        if self._router is None:
+            return self._predictor(), ""
+        predictor, label = self._router.route(request)
+        if predictor is None:
+            raise ModelUnavailableError("no model loaded yet; retry when health is SERVING")
+        return predictor, label
 
     def _predictor(self) -> Any:
         predictor = self._current()
@@ -263,6 +282,7 @@ _ERROR_CODES = (
     (ModelUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (VersionNotFoundError, grpc.StatusCode.NOT_FOUND),
     (NoEventStoreError, grpc.StatusCode.FAILED_PRECONDITION),
     (EventStoreError, grpc.StatusCode.UNAVAILABLE),
 )

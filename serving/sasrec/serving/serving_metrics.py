@@ -83,6 +83,16 @@ class ServingMetrics:
         )
         for result in ("success", "failure"):
             self.reloads.labels(result=result)
+        # Several versions at once (--keep-versions): A/B traffic per version.
+        self.version_loaded = Gauge(
+            "sasrec_version_loaded", "1 per model version loaded now", ["version"], registry=r
+        )
+        self.version_requests = Counter(
+            "sasrec_version_requests",
+            "Model answers by version and the label it had",
+            ["version", "label"],
+            registry=r,
+        )
         self._calls_by_key: dict[tuple[str, str], Any] = {}
         self._latency_by_method: dict[str, Any] = {}
         self._server: Any = None
@@ -104,6 +114,15 @@ class ServingMetrics:
 
     def observe_skipped(self, reason: str, count: int) -> None:
         self.skipped.labels(reason=reason).inc(count)
+
+    def set_versions(self, versions: tuple[str, ...]) -> None:
+        """The versions loaded now: one ``sasrec_version_loaded`` series each."""
+        self.version_loaded.clear()
+        for version in versions:
+            self.version_loaded.labels(version=version).set(1)
+
+    def observe_version_request(self, version: str, label: str) -> None:
+        self.version_requests.labels(version=version, label=label).inc()
 
     def set_model(self, version: str) -> None:
         number = version_number(version)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sasrec/serving/v1/recommender.proto\x12\tsasrec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x01\n\x10RecommendRequest\x12\x0f\n\x07history\x18\x01 \x03(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x17\n\x0finclude_history\x18\x03 \x01(\x08\x12\x15\n\rallowed_items\x18\x04 \x03(\t\x12\x16\n\x0e\x65xcluded_items\x18\x05 \x03(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\"c\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x30\n\x0b\x65xplanation\x18\x03 \x03(\x0b\x32\x1b.sasrec.v1.HistoryAttention\"3\n\x10HistoryAttention\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"\xcf\x01\n\x11RecommendResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.sasrec.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\runknown_items\x18\x03 \x03(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12\x30\n\x0b\x65xplanation\x18\x05 \x03(\x0b\x32\x1b.sasrec.v1.HistoryAttention\x12\x1d\n\x15stored_history_length\x18\x14 \x01(\x05\"F\n\x15RecommendBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.sasrec.v1.RecommendRequest\"I\n\x16RecommendBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.sasrec.v1.RecommendResponse\"\x15\n\x13GetModelInfoRequest\"\xfd\x01\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x11\n\tnum_items\x18\x02 \x01(\x05\x12\x1a\n\x12max_history_length\x18\x03 \x01(\x05\x12\x32\n\x07metrics\x18\x04 \x03(\x0b\x32!.sasrec.v1.ModelInfo.MetricsEntry\x12.\n\ntrained_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esasrec_version\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"g\n\x05\x45vent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x04 \x01(\t\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.sasrec.v1.Event\"(\n\x14RecordEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\x32\xc3\x02\n\x0bRecommender\x12\x46\n\tRecommend\x12\x1b.sasrec.v1.RecommendRequest\x1a\x1c.sasrec.v1.RecommendResponse\x12U\n\x0eRecommendBatch\x12 .sasrec.v1.RecommendBatchRequest\x1a!.sasrec.v1.RecommendBatchResponse\x12\x44\n\x0cGetModelInfo\x12\x1e.sasrec.v1.GetModelInfoRequest\x1a\x14.sasrec.v1.ModelInfo\x12O\n\x0cRecordEvents\x12\x1e.sasrec.v1.RecordEventsRequest\x1a\x1f.sasrec.v1.RecordEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sasrec/serving/v1/recommender.proto\x12\tsasrec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x10RecommendRequest\x12\x0f\n\x07history\x18\x01 \x03(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x17\n\x0finclude_history\x18\x03 \x01(\x08\x12\x15\n\rallowed_items\x18\x04 \x03(\t\x12\x16\n\x0e\x65xcluded_items\x18\x05 \x03(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x15\n\rmodel_version\x18\x1e \x01(\t\x12\x15\n\rversion_label\x18\x1f \x01(\t\"c\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x30\n\x0b\x65xplanation\x18\x03 \x03(\x0b\x32\x1b.sasrec.v1.HistoryAttention\"3\n\x10HistoryAttention\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"\xe6\x01\n\x11RecommendResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.sasrec.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\runknown_items\x18\x03 \x03(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12\x30\n\x0b\x65xplanation\x18\x05 \x03(\x0b\x32\x1b.sasrec.v1.HistoryAttention\x12\x1d\n\x15stored_history_length\x18\x14 \x01(\x05\x12\x15\n\rversion_label\x18\x1e \x01(\t\"F\n\x15RecommendBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.sasrec.v1.RecommendRequest\"I\n\x16RecommendBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.sasrec.v1.RecommendResponse\"\x15\n\x13GetModelInfoRequest\"\xfd\x01\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x11\n\tnum_items\x18\x02 \x01(\x05\x12\x1a\n\x12max_history_length\x18\x03 \x01(\x05\x12\x32\n\x07metrics\x18\x04 \x03(\x0b\x32!.sasrec.v1.ModelInfo.MetricsEntry\x12.\n\ntrained_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esasrec_version\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"g\n\x05\x45vent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x04 \x01(\t\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.sasrec.v1.Event\"(\n\x14RecordEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\x32\xc3\x02\n\x0bRecommender\x12\x46\n\tRecommend\x12\x1b.sasrec.v1.RecommendRequest\x1a\x1c.sasrec.v1.RecommendResponse\x12U\n\x0eRecommendBatch\x12 .sasrec.v1.RecommendBatchRequest\x1a!.sasrec.v1.RecommendBatchResponse\x12\x44\n\x0cGetModelInfo\x12\x1e.sasrec.v1.GetModelInfoRequest\x1a\x14.sasrec.v1.ModelInfo\x12O\n\x0cRecordEvents\x12\x1e.sasrec.v1.RecordEventsRequest\x1a\x1f.sasrec.v1.RecordEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_RECOMMENDREQUEST']._serialized_start=84
-  _globals['_RECOMMENDREQUEST']._serialized_end=236
-  _globals['_RECOMMENDEDITEM']._serialized_start=238
-  _globals['_RECOMMENDEDITEM']._serialized_end=337
-  _globals['_HISTORYATTENTION']._serialized_start=339
-  _globals['_HISTORYATTENTION']._serialized_end=390
-  _globals['_RECOMMENDRESPONSE']._serialized_start=393
-  _globals['_RECOMMENDRESPONSE']._serialized_end=600
-  _globals['_RECOMMENDBATCHREQUEST']._serialized_start=602
-  _globals['_RECOMMENDBATCHREQUEST']._serialized_end=672
-  _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=674
-  _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=747
-  _globals['_GETMODELINFOREQUEST']._serialized_start=749
-  _globals['_GETMODELINFOREQUEST']._serialized_end=770
-  _globals['_MODELINFO']._serialized_start=773
-  _globals['_MODELINFO']._serialized_end=1026
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=980
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1026
-  _globals['_EVENT']._serialized_start=1028
-  _globals['_EVENT']._serialized_end=1131
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=1133
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=1188
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=1190
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=1230
-  _globals['_RECOMMENDER']._serialized_start=1233
-  _globals['_RECOMMENDER']._serialized_end=1556
+  _globals['_RECOMMENDREQUEST']._serialized_end=282
+  _globals['_RECOMMENDEDITEM']._serialized_start=284
+  _globals['_RECOMMENDEDITEM']._serialized_end=383
+  _globals['_HISTORYATTENTION']._serialized_start=385
+  _globals['_HISTORYATTENTION']._serialized_end=436
+  _globals['_RECOMMENDRESPONSE']._serialized_start=439
+  _globals['_RECOMMENDRESPONSE']._serialized_end=669
+  _globals['_RECOMMENDBATCHREQUEST']._serialized_start=671
+  _globals['_RECOMMENDBATCHREQUEST']._serialized_end=741
+  _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=743
+  _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=816
+  _globals['_GETMODELINFOREQUEST']._serialized_start=818
+  _globals['_GETMODELINFOREQUEST']._serialized_end=839
+  _globals['_MODELINFO']._serialized_start=842
+  _globals['_MODELINFO']._serialized_end=1095
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1049
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1095
+  _globals['_EVENT']._serialized_start=1097
+  _globals['_EVENT']._serialized_end=1200
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=1202
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=1257
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=1259
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=1299
+  _globals['_RECOMMENDER']._serialized_start=1302
+  _globals['_RECOMMENDER']._serialized_end=1625
 # @@protoc_insertion_point(module_scope)

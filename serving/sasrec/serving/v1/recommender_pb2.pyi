@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("history", "k", "include_history", "allowed_items", "excluded_items", "user_id", "explain")
+    __slots__ = ("history", "k", "include_history", "allowed_items", "excluded_items", "user_id", "explain", "model_version", "version_label")
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,8 @@ class RecommendRequest(_message.Message):
     EXCLUDED_ITEMS_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
     history: _containers.RepeatedScalarFieldContainer[str]
     k: int
     include_history: bool
@@ -28,7 +30,9 @@ class RecommendRequest(_message.Message):
     excluded_items: _containers.RepeatedScalarFieldContainer[str]
     user_id: str
     explain: bool
-    def __init__(self, history: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., include_history: _Optional[bool] = ..., allowed_items: _Optional[_Iterable[str]] = ..., excluded_items: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
+    model_version: str
+    version_label: str
+    def __init__(self, history: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., include_history: _Optional[bool] = ..., allowed_items: _Optional[_Iterable[str]] = ..., excluded_items: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ..., explain: _Optional[bool] = ..., model_version: _Optional[str] = ..., version_label: _Optional[str] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "score", "explanation")
@@ -49,20 +53,22 @@ class HistoryAttention(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model_version", "unknown_items", "fallback", "explanation", "stored_history_length")
+    __slots__ = ("items", "model_version", "unknown_items", "fallback", "explanation", "stored_history_length", "version_label")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEMS_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     STORED_HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     model_version: str
     unknown_items: _containers.RepeatedScalarFieldContainer[str]
     fallback: bool
     explanation: _containers.RepeatedCompositeFieldContainer[HistoryAttention]
     stored_history_length: int
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., unknown_items: _Optional[_Iterable[str]] = ..., fallback: _Optional[bool] = ..., explanation: _Optional[_Iterable[_Union[HistoryAttention, _Mapping]]] = ..., stored_history_length: _Optional[int] = ...) -> None: ...
+    version_label: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., unknown_items: _Optional[_Iterable[str]] = ..., fallback: _Optional[bool] = ..., explanation: _Optional[_Iterable[_Union[HistoryAttention, _Mapping]]] = ..., stored_history_length: _Optional[int] = ..., version_label: _Optional[str] = ...) -> None: ...
 
 class RecommendBatchRequest(_message.Message):
     __slots__ = ("requests",)
