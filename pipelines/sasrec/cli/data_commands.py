@@ -105,6 +105,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Spark Connect server (sc://host:15002) instead of a master (default: not used)",
     )
     spark.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_spark_conf,
+        help="a Spark setting for the session, repeatable (e.g. spark.driver.memory=4g) "
+        "(default: none)",
+    )
+    spark.add_argument(
         "--checkpoint-dir",
         default=None,
         help="where the k-core's per-pass checkpoints go (default: a folder beside --out, "
@@ -141,6 +150,13 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spark_conf(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, received {text!r}")
+    return key.strip(), value.strip()
+
+
 def _prepare(args: argparse.Namespace) -> int:
     import dataclasses
     import time
@@ -159,7 +175,10 @@ def _prepare(args: argparse.Namespace) -> int:
         from sasrec.data.spark_pipeline import SparkSettings, prepare_with_spark
 
         settings = SparkSettings(
-            master=args.spark_master, remote=args.spark_remote, checkpoint_dir=args.checkpoint_dir
+            master=args.spark_master,
+            remote=args.spark_remote,
+            checkpoint_dir=args.checkpoint_dir,
+            conf=tuple(args.spark_conf),
         )
         report, summary = prepare_with_spark(
             data, args.out, settings, shards=args.shards, rows_per_file=args.rows_per_file

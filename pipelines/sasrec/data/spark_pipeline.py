@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ class SparkSettings:
             local folder.
         shuffle_partitions: ``spark.sql.shuffle.partitions`` when the session
             is created here.
+        conf: More Spark settings for a session created here (e.g.
+            ``{"spark.driver.memory": "4g"}``: in ``local`` mode the driver
+            JVM runs the executors too).
 
     Example:
         >>> SparkSettings(master="local[2]").master
@@ -68,6 +72,7 @@ class SparkSettings:
     remote: str | None = None
     checkpoint_dir: str | None = None
     shuffle_partitions: int = 8
+    conf: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.master and self.remote:
@@ -85,15 +90,18 @@ def spark_session(settings: SparkSettings) -> Any:
     builder = SparkSession.builder.appName("sasrec data prepare")
     if settings.remote:
         return builder.remote(settings.remote).getOrCreate()
-    if settings.master:
-        builder = builder.master(settings.master)
-    elif not SparkSession.getActiveSession():
-        builder = builder.master("local[*]")
-    return (
-        builder.config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    master = settings.master or ("local[*]" if not SparkSession.getActiveSession() else None)
+    if master and master.startswith("local"):
+        # Local workers run this interpreter (a cluster's workers bring their own).
+        builder = builder.config("spark.pyspark.python", sys.executable)
+    if master:
+        builder = builder.master(master)
+    builder = builder.config(
+        "spark.sql.shuffle.partitions", str(settings.shuffle_partitions)
+    ).config("spark.ui.showConsoleProgress", "false")
+    for key, value in settings.conf:  # last, so they win
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 class _Steps:

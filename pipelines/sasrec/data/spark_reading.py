@@ -234,6 +234,7 @@ def read_events(
         DataError: Bad input, named by file and line (or row); with
             ``strict``, the first bad timestamp in the explicit order.
     """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     opts = resolve_options(preset, reader)
@@ -258,6 +259,9 @@ def read_events(
         out.append(time_raw.cast("string").alias("_time_text"))
         out.append(F.trim(time_raw.cast("string")).cast("double").alias("_time_number"))
     frame = frame.select(*out, POS, FILE, LINE, ROW)
+    # Parsed once: the counts, the unit, the examples and the pipeline all read
+    # this (memory, spilling to the executors' disks), not the files again.
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     rows = frame.count()
 
     if time_raw is None:
@@ -298,7 +302,7 @@ def read_events(
         shown = frame.where(F.col("_reason") > 0).orderBy(POS).limit(limit).collect()
         for row in shown:
             label = "row" if fmt == "parquet" else "line"
-            value = _raw_value(row["_time_text"], fmt)
+            value = _raw_value(row["_time_text"], fmt, numeric=counts[1] == 0)
             why = _REASON_TEXT[int(row["_reason"])]
             if opts.strict:
                 line = int(row[LINE]) if label == "line" else None
@@ -342,13 +346,18 @@ def read_events(
     return kept, info, first_seen
 
 
-def _raw_value(text: str | None, fmt: str) -> Any:
-    if text is None or fmt == "csv":
+def _raw_value(text: str | None, fmt: str, numeric: bool) -> Any:
+    """The bad value as the pandas readers show it: Arrow types a text column of numbers."""
+    if text is None:
+        return None
+    if fmt == "parquet" or fmt == "csv" and not numeric:
         return text
-    try:
-        return json.loads(text) if fmt == "json" else text
-    except json.JSONDecodeError:
-        return text
+    for kind in (int, float) if fmt == "csv" else (json.loads,):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def _auto_unit(frame: Any, finite: Any, rows: int, path: str) -> str:
