@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto proto-check bench clean setup loadgen native redis
+.PHONY: demo test lint format proto proto-check bench clean setup loadgen native redis java
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: $(STAMP)
 ## Builds the native front end and installs redis-server first, and requires each
 ## where it could be had (both need root for their Debian packages; without root
 ## the tests that need them skip with a notice).
-test: $(STAMP) native redis
+test: $(STAMP) native redis java
 	SASREC_REQUIRE_NATIVE=$$(ls serving/sasrec/serving/_native_frontend*.so >/dev/null 2>&1 \
 	  && echo 1 || echo 0) \
 	SASREC_REQUIRE_REDIS=$$(command -v redis-server >/dev/null && echo 1 || echo 0) \
@@ -62,6 +62,11 @@ loadgen:
 ## loopback ports): Debian's redis-server package via apt-get when missing.
 redis:
 	bash .ci/install_redis.sh
+
+## A Java runtime for the Spark engine (sasrec data prepare --engine spark): Debian's
+## default-jdk-headless via apt-get when java is missing (root only; else the Spark tests skip).
+java:
+	bash .ci/java.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -19,6 +19,7 @@ from sasrec.training.options import DataOptions, TrainOptions
 # The commands that read an interaction log, with their required flags.
 LOG_COMMANDS = {
     ("data", "stats"): [],
+    ("data", "prepare"): ["--out", "prepared"],
     ("train",): ["--out", "models"],
     ("evaluate",): ["--model", "models/1"],
 }
@@ -45,6 +46,10 @@ def test_every_command_that_reads_a_log_has_the_same_data_flags_and_defaults() -
     flags = {path: data_flag_names(p) for path, p in parsers.items()}
     defaults = {path: _data_defaults(p) for path, p in parsers.items()}
     stats = ("data", "stats")
+    # Only `train` can read a PREPARED folder instead of a log.
+    assert "--prepared" in flags[("train",)]
+    flags[("train",)].discard("--prepared")
+    defaults[("train",)].pop("--prepared")
     for path in LOG_COMMANDS:
         assert flags[path] == flags[stats], path
         assert defaults[path] == defaults[stats], path

@@ -111,16 +111,21 @@ DATA_FLAGS: dict[str, Flag] = {
     "min_rating": Flag(metavar="RATING"),
     "test_cutoff": Flag(metavar="UNIX_TIME"),
     "valid_cutoff": Flag(metavar="UNIX_TIME"),
+    "prepared": Flag(metavar="DIR"),
 }
 
 
-def add_data_flags(parser: argparse.ArgumentParser, *, note: str = "") -> None:
+def add_data_flags(
+    parser: argparse.ArgumentParser, *, note: str = "", prepared: bool = False
+) -> None:
     """Adds the reader, cleaning and split flag groups to a command's parser.
 
     Args:
         parser: The command's parser.
         note: Extra sentence for the group's description (e.g. when the
             command ignores the flags).
+        prepared: Also add ``--prepared DIR`` (a command that can read a
+            PREPARED folder instead of a log).
     """
     reader = parser.add_argument_group(
         "data: reading the log",
@@ -131,7 +136,7 @@ def add_data_flags(parser: argparse.ArgumentParser, *, note: str = "") -> None:
         DataOptions,
         prefix=DATA_PREFIX,
         flags=DATA_FLAGS,
-        only=("path", "preset"),
+        only=("path", "preset", "prepared") if prepared else ("path", "preset"),
     )
     add_field_flags(
         reader,
@@ -148,7 +153,7 @@ def add_data_flags(parser: argparse.ArgumentParser, *, note: str = "") -> None:
         DataOptions,
         prefix=DATA_PREFIX,
         flags=DATA_FLAGS,
-        exclude=("path", "preset", "reader"),
+        exclude=("path", "preset", "reader", "prepared"),
     )
 
 

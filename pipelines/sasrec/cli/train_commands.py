@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, help="model root; versions go to OUT/1, OUT/2, ... (required)"
     )
     add_log_level_flag(p)
-    add_data_flags(p)
+    add_data_flags(p, prepared=True)
     add_model_flags(p)
     add_training_flags(p)
     p.set_defaults(func=_train)

@@ -74,6 +74,25 @@ def quantile_cutoffs(
     return valid_cutoff, test_cutoff
 
 
+def resolve_cutoffs(
+    valid_cutoff: float | None, test_cutoff: float | None, auto_valid: float, auto_test: float
+) -> tuple[float, float]:
+    """The given cutoffs, the automatic ones where not given; checks their order.
+
+    Example:
+        >>> resolve_cutoffs(None, 30.0, 25.0, 40.0)
+        (25.0, 30.0)
+    """
+    test_cutoff = auto_test if test_cutoff is None else test_cutoff
+    valid_cutoff = min(auto_valid, test_cutoff) if valid_cutoff is None else valid_cutoff
+    if valid_cutoff > test_cutoff:
+        raise ValueError(
+            f"valid_cutoff must be <= test_cutoff, received valid_cutoff={valid_cutoff}, "
+            f"test_cutoff={test_cutoff}"
+        )
+    return valid_cutoff, test_cutoff
+
+
 def temporal_split(
     seqs: UserSequences,
     *,
@@ -103,13 +122,9 @@ def temporal_split(
     """
     if test_cutoff is None or valid_cutoff is None:
         auto_valid, auto_test = quantile_cutoffs(seqs, valid_fraction, test_fraction)
-        test_cutoff = auto_test if test_cutoff is None else test_cutoff
-        valid_cutoff = min(auto_valid, test_cutoff) if valid_cutoff is None else valid_cutoff
-    if valid_cutoff > test_cutoff:
-        raise ValueError(
-            f"valid_cutoff must be <= test_cutoff, received valid_cutoff={valid_cutoff}, "
-            f"test_cutoff={test_cutoff}"
-        )
+    else:
+        auto_valid = auto_test = 0.0
+    valid_cutoff, test_cutoff = resolve_cutoffs(valid_cutoff, test_cutoff, auto_valid, auto_test)
     users = seqs.user_of_event()
     # Events are time-sorted per user, so "at or before a cutoff" is a prefix.
     upto_valid = np.bincount(users, weights=seqs.timestamps <= valid_cutoff, minlength=len(seqs))

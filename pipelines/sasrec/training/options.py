@@ -41,6 +41,9 @@ class DataOptions:
         synthetic_users: Size of the synthetic log (users).
         synthetic_items: Size of the synthetic log (items).
         synthetic_seed: Seed of the synthetic log.
+        prepared: A PREPARED folder (``sasrec data prepare --out``) to train
+            on instead of a log: its vocabulary, split and report are used
+            as they are, and the other data fields are not read.
 
     Example:
         >>> DataOptions(path="events.csv", reader={"sep": ";"}, min_user=3).min_item
@@ -61,6 +64,7 @@ class DataOptions:
     synthetic_users: int = 4000
     synthetic_items: int = 1000
     synthetic_seed: int = 0
+    prepared: str | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -69,6 +73,8 @@ class DataOptions:
             )
         if self.path is None and self.preset is not None:
             raise ValueError(f"preset={self.preset!r} needs a data path")
+        if self.prepared is not None and self.path is not None:
+            raise ValueError("--prepared and --data are alternatives: give one of them")
 
 
 @dataclass(frozen=True)

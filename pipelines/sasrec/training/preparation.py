@@ -65,6 +65,14 @@ def split_log(df: Any, data: DataOptions, base_vocabulary: Any = None) -> tuple[
     With ``base_vocabulary`` (a warm start), its items keep their indices and
     the log's other items are appended.
     """
+    vocabulary, _, split = encode_and_split(df, data, base_vocabulary)
+    return vocabulary, split
+
+
+def encode_and_split(
+    df: Any, data: DataOptions, base_vocabulary: Any = None
+) -> tuple[Any, Any, Any]:
+    """:func:`split_log` that also returns the whole sequences: ``(Vocabulary, seqs, Split)``."""
     from sasrec.data.encoding import build_vocabulary, encode_sequences
     from sasrec.data.splitting import leave_one_out, temporal_split
 
@@ -75,9 +83,9 @@ def split_log(df: Any, data: DataOptions, base_vocabulary: Any = None) -> tuple[
         vocabulary = extended_vocabulary(base_vocabulary, vocabulary)
     sequences = encode_sequences(df, vocabulary)
     if data.split == "leave_one_out":
-        return vocabulary, leave_one_out(sequences)
+        return vocabulary, sequences, leave_one_out(sequences)
     split = temporal_split(sequences, test_cutoff=data.test_cutoff, valid_cutoff=data.valid_cutoff)
-    return vocabulary, split
+    return vocabulary, sequences, split
 
 
 def prepare_data(data: DataOptions, base_vocabulary: Any = None) -> Prepared:
@@ -85,13 +93,27 @@ def prepare_data(data: DataOptions, base_vocabulary: Any = None) -> Prepared:
 
     ``base_vocabulary``: see :func:`split_log`.
 
+    With ``data.prepared`` the folder written by ``sasrec data prepare`` is
+    read instead (a warm start's vocabulary cannot extend it: refused).
+
     Raises:
         ValueError: The cleaned log leaves no validation or no test user.
     """
-    df, report = load_clean_log(data)
-    vocabulary, split = split_log(df, data, base_vocabulary)
+    if data.prepared is not None:
+        if base_vocabulary is not None:
+            raise ValueError(
+                "--init-from with --prepared: a PREPARED folder has its own vocabulary; "
+                "warm starts read the log (--data)"
+            )
+        from sasrec.data.prepared import read_prepared
+
+        folder = read_prepared(data.prepared)
+        vocabulary, split, report = folder.vocabulary, folder.split, folder.report
+    else:
+        df, report = load_clean_log(data)
+        vocabulary, split = split_log(df, data, base_vocabulary)
     if len(split.valid) == 0 or len(split.test) == 0:
-        where = data.path or DATA_SYNTHETIC
+        where = data.prepared or data.path or DATA_SYNTHETIC
         raise ValueError(
             f"{where}: too small to split: {len(split.valid)} validation and "
             f"{len(split.test)} test users after cleaning (leave-one-out needs users with "

@@ -1,0 +1,295 @@
+"""The PREPARED format: a cleaned, encoded and split log as a folder of Parquet shards.
+
+The one owner of the format (names in :mod:`sasrec.data.prepared_layout`).
+Both engines of ``sasrec data prepare`` write it and ``sasrec train
+--prepared`` reads it::
+
+    table = sequence_table(sequences, split)              # pandas engine
+    write_prepared("prep/", table, vocabulary, report, split.summary(),
+                   options={"min_user": 5}, engine="pandas")
+    data = read_prepared("prep/")                         # -> PreparedData
+    data.split.train, data.vocabulary, data.report
+
+A folder is built in a sibling ``.tmp-prepared-*`` folder and renamed into
+place, with ``manifest.json`` written last, so a reader never sees half a
+folder and a failed run leaves nothing under the target name.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sasrec.data import prepared_layout as layout
+from sasrec.data.data_report import DataReport
+from sasrec.data.errors import DataError
+from sasrec.data.eval_set import EvalSet
+from sasrec.data.split import Split
+from sasrec.data.user_sequences import UserSequences
+from sasrec.io import atomic_write_text, staging_directory
+from sasrec.vocabulary import ItemVocabulary
+
+_SUMMARY_COUNTS = ("train_users", "train_events", "valid_users", "test_users")
+
+SCHEMA = pa.schema(
+    [
+        (layout.USER_INDEX, pa.int64()),
+        (layout.USER_ID, pa.string()),
+        (layout.ITEMS, pa.list_(pa.int32())),
+        (layout.TIMESTAMPS, pa.list_(pa.float64())),
+        (layout.TRAIN_LENGTH, pa.int32()),
+        (layout.VALID_LENGTH, pa.int32()),
+        (layout.TEST_LENGTH, pa.int32()),
+    ]
+)
+
+
+@dataclass
+class PreparedData:
+    """A PREPARED folder read back: what ``sasrec train`` needs.
+
+    Example:
+        >>> data = read_prepared("prep/")  # doctest: +SKIP
+        >>> data.split.summary()["kind"], data.manifest["engine"]  # doctest: +SKIP
+        ('leave_one_out', 'spark')
+    """
+
+    vocabulary: ItemVocabulary
+    split: Split
+    report: DataReport
+    sequences: UserSequences
+    manifest: dict[str, Any]
+
+
+def _positions(users: UserSequences, all_ids: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return pd.Index(all_ids).get_indexer(users.user_ids)
+
+
+def sequence_table(sequences: UserSequences, split: Split) -> pa.Table:
+    """One row per user of ``sequences``: the whole sequence and the split's prefix lengths.
+
+    Example:
+        >>> from sasrec.data.splitting import leave_one_out
+        >>> seqs = UserSequences(["a", "b"], [0, 4, 5], [1, 2, 3, 4, 5])
+        >>> t = sequence_table(seqs, leave_one_out(seqs))
+        >>> t.column("train_length").to_pylist(), t.column("test_length").to_pylist()
+        ([2, 1], [3, -1])
+    """
+    n = len(sequences)
+    train = np.zeros(n, dtype=np.int32)
+    valid = np.full(n, -1, dtype=np.int32)
+    test = np.full(n, -1, dtype=np.int32)
+    train[_positions(split.train, sequences.user_ids)] = split.train.lengths
+    valid[_positions(split.valid.histories, sequences.user_ids)] = split.valid.histories.lengths
+    test[_positions(split.test.histories, sequences.user_ids)] = split.test.histories.lengths
+    offsets = pa.array(sequences.offsets.astype(np.int32))
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.arange(n, dtype=np.int64)),
+            pa.array(sequences.user_ids.tolist(), type=pa.string()),
+            pa.ListArray.from_arrays(offsets, pa.array(sequences.items, type=pa.int32())),
+            pa.ListArray.from_arrays(offsets, pa.array(sequences.timestamps, type=pa.float64())),
+            pa.array(train),
+            pa.array(valid),
+            pa.array(test),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def split_from_table(table: pa.Table, info: dict[str, Any]) -> tuple[UserSequences, Split]:
+    """Rebuilds the sequences and the :class:`Split` from a sequence table (any row order)."""
+    table = table.select(list(layout.COLUMNS)).sort_by(layout.USER_INDEX)
+    items_col = table.column(layout.ITEMS).combine_chunks()
+    ts_col = table.column(layout.TIMESTAMPS).combine_chunks()
+    lengths = items_col.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    sequences = UserSequences(
+        np.asarray(table.column(layout.USER_ID).to_pylist(), dtype=object),
+        offsets,
+        items_col.flatten().to_numpy(zero_copy_only=False),
+        ts_col.flatten().to_numpy(zero_copy_only=False),
+    )
+
+    def column(name: str) -> np.ndarray:
+        return table.column(name).to_numpy().astype(np.int64)
+
+    train_len, valid_len, test_len = (
+        column(layout.TRAIN_LENGTH),
+        column(layout.VALID_LENGTH),
+        column(layout.TEST_LENGTH),
+    )
+    trained = np.flatnonzero(train_len > 0)
+
+    def cases(lengths: np.ndarray) -> EvalSet:
+        users = np.flatnonzero(lengths >= 0)
+        at = offsets[users] + lengths[users]
+        histories = sequences.prefixes(users, lengths[users])
+        return EvalSet(histories, sequences.items[at], sequences.timestamps[at])
+
+    split = Split(
+        sequences.prefixes(trained, train_len[trained]),
+        cases(valid_len),
+        cases(test_len),
+        {k: v for k, v in info.items() if k not in _SUMMARY_COUNTS},
+    )
+    return sequences, split
+
+
+def _write_shards(table: pa.Table, folder: Path, shards: int, rows_per_file: int) -> None:
+    shard = layout.shard_of(table.column(layout.USER_ID).to_pylist(), shards)
+    for k in np.unique(shard):
+        rows = table.take(pa.array(np.flatnonzero(shard == k)))
+        target = folder / f"{layout.SHARD}={k}"
+        target.mkdir(parents=True)
+        for number, start in enumerate(range(0, rows.num_rows, rows_per_file)):
+            pq.write_table(rows.slice(start, rows_per_file), target / layout.part_name(number))
+
+
+def check_shard_settings(shards: int, rows_per_file: int) -> None:
+    """Both must be positive (checked before any work)."""
+    if shards < 1 or rows_per_file < 1:
+        raise ValueError(
+            f"--shards and --rows-per-file must be >= 1, received {shards} and {rows_per_file}"
+        )
+
+
+def publish_prepared(
+    out: str | os.PathLike,
+    write_sequences: Callable[[Path], None],
+    *,
+    vocabulary: ItemVocabulary,
+    report: DataReport,
+    split_summary: dict[str, Any],
+    options: dict[str, Any],
+    engine: str,
+    shards: int,
+    rows_per_file: int,
+) -> Path:
+    """Builds a PREPARED folder in a staging folder and renames it to ``out``.
+
+    Args:
+        out: The folder to create; it must not exist.
+        write_sequences: Writes the shards under the folder it is given
+            (``staging/sequences``, which does not exist yet).
+        vocabulary, report, split_summary: The run's results.
+        options: The data options that made it (recorded in the manifest).
+        engine: ``"pandas"`` or ``"spark"``.
+        shards, rows_per_file: The sharding, recorded in the manifest.
+
+    Raises:
+        ValueError: ``out`` exists already.
+    """
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"--out {out}: exists already; a PREPARED folder is never overwritten")
+    with staging_directory(out.parent, prefix=layout.STAGING_PREFIX + out.name + "-") as tmp:
+        write_sequences(tmp / layout.SEQUENCES)
+        vocabulary.save(tmp / layout.VOCABULARY)
+        report.save(tmp / layout.DATA_STATS)
+        atomic_write_text(tmp / layout.SPLIT, json.dumps(split_summary, indent=2) + "\n")
+        files = sorted(
+            p.relative_to(tmp).as_posix() for p in (tmp / layout.SEQUENCES).rglob("*.parquet")
+        )
+        manifest = {
+            "format": layout.FORMAT,
+            "engine": engine,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "options": options,
+            "num_users": int(report.stats.get("users", 0)),
+            "num_items": vocabulary.num_items,
+            "num_events": int(report.stats.get("events", 0)),
+            "shards": shards,
+            "rows_per_file": rows_per_file,
+            "files": files,
+        }
+        atomic_write_text(tmp / layout.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        os.rename(tmp, out)
+    return out
+
+
+def write_prepared(
+    out: str | os.PathLike,
+    table: pa.Table,
+    vocabulary: ItemVocabulary,
+    report: DataReport,
+    split_summary: dict[str, Any],
+    *,
+    options: dict[str, Any],
+    engine: str = "pandas",
+    shards: int = layout.DEFAULT_SHARDS,
+    rows_per_file: int = layout.DEFAULT_ROWS_PER_FILE,
+) -> Path:
+    """Writes an in-memory sequence table as a PREPARED folder (see :func:`publish_prepared`)."""
+    check_shard_settings(shards, rows_per_file)
+    return publish_prepared(
+        out,
+        lambda folder: _write_shards(table, folder, shards, rows_per_file),
+        vocabulary=vocabulary,
+        report=report,
+        split_summary=split_summary,
+        options=options,
+        engine=engine,
+        shards=shards,
+        rows_per_file=rows_per_file,
+    )
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a PREPARED folder; a clear error when it is not one."""
+    path = Path(path)
+    manifest_path = path / layout.MANIFEST
+    if not manifest_path.is_file():
+        raise DataError(
+            f"not a PREPARED folder (no {layout.MANIFEST}; make one with sasrec data prepare)",
+            path=path,
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"unreadable manifest ({err})", path=manifest_path) from err
+    if not isinstance(manifest, dict) or manifest.get("format") != layout.FORMAT:
+        raise DataError(f"not a {layout.FORMAT} manifest", path=manifest_path)
+    return manifest
+
+
+def shard_files(path: str | os.PathLike) -> list[Path]:
+    """The Parquet files of a PREPARED folder, as its manifest lists them."""
+    path = Path(path)
+    return [path / name for name in read_manifest(path)["files"]]
+
+
+def iter_shard_tables(path: str | os.PathLike, columns: list[str]) -> Iterator[pa.Table]:
+    """Each shard file's ``columns``, one file at a time (bounded memory)."""
+    for file in shard_files(path):
+        yield pq.read_table(file, columns=columns, partitioning=None)
+
+
+def read_prepared(path: str | os.PathLike) -> PreparedData:
+    """Reads a PREPARED folder back into memory (vocabulary, split, report).
+
+    Raises:
+        DataError: ``path`` is not a PREPARED folder.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    tables = list(iter_shard_tables(path, list(layout.COLUMNS)))
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    table = table.cast(SCHEMA)
+    info = json.loads((path / layout.SPLIT).read_text(encoding="utf-8"))
+    sequences, split = split_from_table(table, info)
+    report = DataReport.from_dict(json.loads((path / layout.DATA_STATS).read_text("utf-8")))
+    vocabulary = ItemVocabulary.load(path / layout.VOCABULARY)
+    return PreparedData(vocabulary, split, report, sequences, manifest)
