@@ -46,8 +46,9 @@ def test_deterministic_for_a_seed():
     assert not a.equals(c)
 
 
-def _hit_rates(log: pd.DataFrame) -> tuple[float, float]:
-    """HR@10 of a first-order Markov model and of popularity, leave-one-out test."""
+def _hit_rates(log: pd.DataFrame) -> dict[str, float]:
+    """HR@10 on the leave-one-out test of popularity, a first-order Markov chain,
+    and the chain helped by the item two steps back (skip-bigram counts)."""
     df, _ = prepare(log)
     vocab = build_vocabulary(df)
     split = leave_one_out(encode_sequences(df, vocab))
@@ -55,25 +56,55 @@ def _hit_rates(log: pd.DataFrame) -> tuple[float, float]:
     train = split.train
     popularity = np.bincount(train.items, minlength=n).astype(np.float64)
     popularity[0] = -np.inf
-    same_user = np.diff(train.user_of_event()) == 0
-    prev, nxt = train.items[:-1][same_user], train.items[1:][same_user]
-    transitions = np.zeros((n, n))
-    np.add.at(transitions, (prev, nxt), 1.0)
-    last = np.array([split.test.history(i)[-1] for i in range(len(split.test))])
-    scores = transitions[last] + 1e-6 * popularity[None, :]  # popularity breaks ties
-    scores[:, 0] = -np.inf
-    top_markov = np.argpartition(-scores, 10, axis=1)[:, :10]
-    top_pop = np.argsort(-popularity)[:10]
+    users = train.user_of_event()
+
+    def transitions(gap: int) -> np.ndarray:
+        same_user = users[gap:] == users[:-gap]
+        counts = np.zeros((n, n))
+        np.add.at(counts, (train.items[:-gap][same_user], train.items[gap:][same_user]), 1.0)
+        return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+    histories = [split.test.history(i) for i in range(len(split.test))]
+    last = np.array([h[-1] for h in histories])
+    before_last = np.array([h[-2] if len(h) > 1 else h[-1] for h in histories])
     targets = split.test.targets
-    markov = float((top_markov == targets[:, None]).any(axis=1).mean())
-    pop = float(np.isin(targets, top_pop).mean())
-    return markov, pop
+
+    def hit_rate(scores: np.ndarray) -> float:
+        scores = scores + 1e-6 * popularity[None, :]  # popularity breaks ties
+        scores[:, 0] = -np.inf
+        top = np.argpartition(-scores, 10, axis=1)[:, :10]
+        return float((top == targets[:, None]).any(axis=1).mean())
+
+    one_step = transitions(1)
+    return {
+        "popularity": float(np.isin(targets, np.argsort(-popularity)[:10]).mean()),
+        "markov": hit_rate(one_step[last]),
+        "two_steps": hit_rate(one_step[last] + transitions(2)[before_last]),
+    }
 
 
 def test_markov_beats_popularity_by_a_wide_margin(default_log):
-    markov, pop = _hit_rates(default_log)
-    assert markov > 0.5, markov
-    assert markov > 4 * pop, (markov, pop)
+    rates = _hit_rates(default_log)
+    assert rates["markov"] > 0.4, rates
+    assert rates["markov"] > 4 * rates["popularity"], rates
+
+
+def test_the_item_two_steps_back_predicts_what_the_last_one_cannot(default_log):
+    # Banner views sit between the items a user is after: a first-order chain
+    # predicts from the banner, the item before it knows the next step. Measured
+    # 0.69 against 0.51 on the default log.
+    rates = _hit_rates(default_log)
+    assert rates["two_steps"] > 1.2 * rates["markov"], rates
+
+
+def test_no_banner_views_is_a_first_order_chain_again():
+    plain = _hit_rates(generate_synthetic_log(num_users=1500, banner_views=0.0))
+    assert plain["two_steps"] < 1.05 * plain["markov"], plain
+
+
+def test_banner_views_share_is_checked():
+    with pytest.raises(ValueError, match="banner_views must be in"):
+        generate_synthetic_log(num_users=5, banner_views=1.0)
 
 
 def test_shuffled_sequences_lose_the_markov_advantage(default_log):
@@ -82,8 +113,8 @@ def test_shuffled_sequences_lose_the_markov_advantage(default_log):
     rng = np.random.default_rng(0)
     shuffled = default_log.copy()
     shuffled["timestamp"] = rng.permutation(shuffled["timestamp"].to_numpy())
-    markov_shuffled, _ = _hit_rates(shuffled)
-    markov, _ = _hit_rates(default_log)
+    markov_shuffled = _hit_rates(shuffled)["markov"]
+    markov = _hit_rates(default_log)["markov"]
     assert markov_shuffled < 0.6 * markov, (markov_shuffled, markov)
 
 

@@ -2,19 +2,28 @@
 
 The catalogue has categories; each category has devices and accessories,
 every accessory belongs to one device, and some accessories are consumables.
-Item popularity is Zipf-like. Users have favourite categories and shop in
-sessions (minutes apart inside a session, days between sessions). Inside a
-session, the next item follows the current one:
+Item popularity is Zipf-like. Users have two favourite categories and shop in
+sessions (minutes apart inside a session, days between sessions). What the
+user is after moves along a chain:
 
 - after a device: one of its accessories, or the neighbouring device (a
-  comparison), most of the time;
+  comparison), most of the time; after a comparison, often back to the
+  accessories of the first device;
 - after an accessory: a sibling accessory of the same device, or the device;
-- otherwise the session drifts to a popular item of the same category, or
-  rarely jumps anywhere;
+- otherwise back to a popular item of one of the user's favourite
+  categories (interest that persists over sessions);
 - sessions sometimes start by re-buying a consumable bought before.
 
-So a first-order Markov model predicts the next item far better than
-popularity, and a sequential model has something to learn.
+Between those steps users click banner items (a few items promoted on every
+page) that do not change what they are after, so the item *before* a banner
+view predicts the item after it.
+
+Which baseline captures what: popularity captures the Zipf head only; a
+first-order Markov chain captures the chain when the last item is on it, but
+after a banner view it predicts from the banner; SASRec's attention can look
+past the banner to the item before it, to the first device of a comparison
+and to the user's favourite categories. The demo's full-ranking NDCG@10 shows
+the gap (docs/benchmarks.md, "Demo on the synthetic log").
 
 Example:
     >>> log = generate_synthetic_log(num_users=50, num_items=200, seed=1)
@@ -89,6 +98,9 @@ class _Catalogue:
                     siblings = [ring[j + 1], ring[j + 2]] if kids.size > 2 else [device, device]
                     successors[kid] = [siblings[0], device, siblings[1], neighbour]
         self.successors = successors
+        # Items on the shop's banners (1 in 40): clicked from any page, whatever the
+        # user is after.
+        self.promoted = rng.choice(num_items, size=max(2, num_items // 40), replace=False)
         self.successor_cdf = _weighted_cdf(np.array([0.45, 0.25, 0.18, 0.12]))
 
     def popular_in(self, category: int, u: float) -> int:
@@ -110,6 +122,7 @@ def generate_synthetic_log(
     mean_sessions: float = 4.0,
     mean_session_length: float = 4.5,
     days: int = 365,
+    banner_views: float = 0.4,
 ) -> pd.DataFrame:
     """Generates a shop interaction log (deterministic for a seed).
 
@@ -121,6 +134,8 @@ def generate_synthetic_log(
         mean_sessions: Mean sessions per user (at least one each).
         mean_session_length: Mean events per session (at least one each).
         days: Time span of the log, starting 2024-01-01 UTC.
+        banner_views: Share of a session's steps, its last one excepted, that are
+            views of a banner item (in ``[0, 1)``).
 
     Returns:
         Frame sorted by time with ``user_id``, ``item_id`` (``str``),
@@ -134,6 +149,8 @@ def generate_synthetic_log(
         )
     if mean_sessions < 1 or mean_session_length < 1 or days < 1:
         raise ValueError("mean_sessions, mean_session_length and days must be >= 1")
+    if not 0.0 <= banner_views < 1.0:
+        raise ValueError(f"banner_views must be in [0, 1), received {banner_views}")
     n_cat = num_categories or max(2, num_items // 50)
     n_cat = max(1, min(n_cat, num_items // 4))
     rng = np.random.default_rng(seed)
@@ -151,7 +168,7 @@ def generate_synthetic_log(
         for _ in range(sessions):
             length = 1 + rng.poisson(mean_session_length - 1)
             start = rng.random(5)
-            steps = rng.random((length, 5))
+            steps = rng.random((length, 7))
             if bought and start[0] < 0.25:
                 current = bought[int(start[1] * len(bought))]  # re-buy a consumable
             else:
@@ -163,23 +180,39 @@ def generate_synthetic_log(
                     current = cat.device_in(category, start[4])
                 else:
                     current = cat.popular_in(category, start[4])
-            for step, (a, b, c, d, e) in enumerate(steps):
+            anchor = -1  # the device a comparison started from
+            for step, (a, b, c, d, e, f, g) in enumerate(steps):
+                item = current
                 if step:
-                    if a < 0.78:
-                        current = int(cat.successors[current, _pick(cat.successor_cdf, b)])
-                    elif a < 0.96:
-                        current = cat.popular_in(int(cat.category[current]), b)
+                    if a < banner_views and step < length - 1:
+                        # A banner click that does not change what the user is after:
+                        # the item before it, not the banner, predicts the item after it.
+                        item = int(cat.promoted[int(b * cat.promoted.size)])
                     else:
-                        current = cat.popular_in(cat.random_category(b), e)
+                        a = (a - banner_views) / (1.0 - banner_views)
+                        if anchor >= 0 and cat.is_device[current] and f < 0.6:
+                            # Back from the comparison to the first device's accessories.
+                            pick = _pick(cat.successor_cdf[:3] / cat.successor_cdf[2], e)
+                            current, anchor = int(cat.successors[anchor, pick]), -1
+                        elif a < 0.78:
+                            nxt = int(cat.successors[current, _pick(cat.successor_cdf, b)])
+                            compared = cat.is_device[current] and cat.is_device[nxt]
+                            anchor = current if compared else -1
+                            current = nxt
+                        else:
+                            # Interest that persists: back to a favourite category.
+                            current = cat.popular_in(favourites[int(g * 2)], b)
+                            anchor = -1
+                        item = current
                     t += 20 + int(-60.0 * np.log1p(-d))
                 last = step == length - 1
                 kind = 2 if last and c < 0.5 else (1 if c > 0.85 else 0)
                 users.append(user)
-                items.append(current)
+                items.append(item)
                 times.append(t)
                 events.append(kind)
-                if kind == 2 and cat.consumable[current]:
-                    bought.append(current)
+                if kind == 2 and cat.consumable[item]:
+                    bought.append(item)
             t += int(rng.exponential(10.0) * _DAY) + 3600
 
     order = np.argsort(np.asarray(times, dtype=np.int64), kind="stable")
