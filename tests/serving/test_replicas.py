@@ -76,6 +76,8 @@ def test_sigterm_of_one_replica_fails_no_call(tmp_path: Path) -> None:
         threads = [threading.Thread(target=caller, args=(w,)) for w in range(4)]
         for t in threads:
             t.start()
+        # health() reads each replica's state on a channel without health checks.
+        assert client.health() == "SERVING"
         time.sleep(2.0)
         # round_robin: both replicas answered before the stop.
         assert calls_ok(metrics[0]) > 10 and calls_ok(metrics[1]) > 10

@@ -62,10 +62,15 @@ class RecommenderClient:
     ``dns:///name:port`` target (every address the name resolves to, e.g. a
     Kubernetes headless Service). The channel then balances calls over the
     replicas (``round_robin``; Kubernetes' own Service balances connections,
-    not calls), skips replicas whose health is NOT_SERVING (a draining
-    server), and retries a call that fails ``UNAVAILABLE`` on another replica
-    at once (the gRPC service config's ``retryPolicy``), before this
-    client's own backoff retries.
+    not calls) and retries a call that fails ``UNAVAILABLE`` (a draining or
+    stopped replica) on another replica at once (the gRPC service config's
+    ``retryPolicy``), before this client's own backoff retries. With several
+    replicas the channel also checks their health (gRPC client-side health
+    checking) and sends no call to a replica that is NOT_SERVING, so a
+    draining replica gets no new calls; each connection then holds one
+    health ``Watch`` stream, which counts against the server's
+    ``--max-concurrent`` on the Python front end. :meth:`health` asks on a
+    channel of its own, so it can read NOT_SERVING.
 
     Args:
         address: ``host:port``, a list of them, or a gRPC target such as
@@ -82,6 +87,9 @@ class RecommenderClient:
             ``[("grpc.use_local_subchannel_pool", 1)]`` for a connection of
             its own (``sasrec serve --workers`` balances connections).
         load_balancing: ``"round_robin"`` (default) or ``"pick_first"``.
+        health_check: gRPC client-side health checking with ``round_robin``
+            (default: on when ``address`` names several replicas: a list or a
+            ``dns:`` target).
 
     Example:
         >>> with RecommenderClient("localhost:50051") as client:  # doctest: +SKIP
@@ -103,6 +111,7 @@ class RecommenderClient:
         server_name: str | None = None,
         options: Sequence[tuple[str, Any]] = (),
         load_balancing: str = "round_robin",
+        health_check: bool | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, received {timeout}")
@@ -118,19 +127,33 @@ class RecommenderClient:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        options = [*service_config_options(load_balancing, retries), *options]
+        if health_check is None:
+            health_check = self.address.startswith(("dns:", "ipv4:", "ipv6:"))
+        user_options = list(options)
+        options = [*service_config_options(load_balancing, retries, health_check), *user_options]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
+        credentials = None
         if root_certificates is not None or tls:
             roots = root_certificates
             if roots is not None and not isinstance(roots, bytes):
                 roots = Path(roots).read_bytes()
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self._channel = grpc.secure_channel(address, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(address, options=options)
+
+        def channel(opts: list[tuple[str, Any]]) -> grpc.Channel:
+            if credentials is None:
+                return grpc.insecure_channel(address, options=opts)
+            return grpc.secure_channel(address, credentials, options=opts)
+
+        self._channel = channel(options)
         self._stub = pb_grpc.RecommenderStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # A health-checked channel sends nothing to a NOT_SERVING replica, the
+        # health RPC included: health() asks on a plain channel.
+        self._health_channel = self._channel
+        if health_check:
+            overrides = [o for o in options if o[0] == "grpc.ssl_target_name_override"]
+            self._health_channel = channel([*user_options, *overrides])
+        self._health = health_pb2_grpc.HealthStub(self._health_channel)
 
     def recommend(
         self,
@@ -216,6 +239,8 @@ class RecommenderClient:
 
     def close(self) -> None:
         self._channel.close()
+        if self._health_channel is not self._channel:
+            self._health_channel.close()
 
     def __enter__(self) -> RecommenderClient:
         return self
@@ -286,7 +311,9 @@ def channel_target(address: str | Sequence[str]) -> str:
     return "ipv6:" + ",".join(v6)
 
 
-def service_config_options(load_balancing: str, retries: int) -> list[tuple[str, Any]]:
+def service_config_options(
+    load_balancing: str, retries: int, health_check: bool = False
+) -> list[tuple[str, Any]]:
     """Channel options: the load-balancing policy, health checks and retries on UNAVAILABLE.
 
     Example:
@@ -298,7 +325,7 @@ def service_config_options(load_balancing: str, retries: int) -> list[tuple[str,
             f"load_balancing must be round_robin or pick_first, received {load_balancing!r}"
         )
     config: dict[str, Any] = {"loadBalancingConfig": [{load_balancing: {}}]}
-    if load_balancing == "round_robin":
+    if health_check and load_balancing == "round_robin":
         # Replicas whose health is NOT_SERVING (draining) get no new calls.
         config["healthCheckConfig"] = {"serviceName": ""}
     if retries:
