@@ -39,6 +39,12 @@ def _train(args: argparse.Namespace) -> int:
         # The base model's settings hold unless a flag changes them from its default.
         defaults = SASRecConfig.__dataclass_fields__
         model = {k: v for k, v in model.items() if v != defaults[k].default}
+    # The strategy before TensorFlow's first op (TF_CONFIG is checked here).
+    from sasrec.runtime import configure_threads
+    from sasrec.training.distribution import start_distribution
+
+    configure_threads()
+    start_distribution(train.strategy)
     # Checked before the data is read, so a bad model flag fails at once. The
     # config checks the task's fields; the layers check theirs when built.
     SASRecConfig(num_items=1, **model).build_model()
