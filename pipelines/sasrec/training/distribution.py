@@ -364,3 +364,29 @@ def worker_scratch(out: Path, worker_index: int, resume: bool) -> Iterator[Path]
         yield own
     finally:
         shutil.rmtree(own, ignore_errors=True)
+
+
+def local_cluster(workers: int) -> list[str]:
+    """``TF_CONFIG`` of each of ``workers`` processes on this machine (free 127.0.0.1 ports).
+
+    For tests and benchmarks that run several workers on one machine; the
+    ports are free when chosen, and taken by the workers when they start.
+
+    Example:
+        >>> [parse_tf_config(c).index for c in local_cluster(2)]
+        [0, 1]
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    return [
+        json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})
+        for i in range(workers)
+    ]
