@@ -93,7 +93,9 @@ def run_training(
             :class:`~sasrec.training.loss_choice.SoftmaxTooLargeError` when
             ``model_overrides["loss"] == "softmax"`` on a catalogue whose
             logits pass the memory budget (without a ``"loss"`` the job picks
-            gBCE there instead).
+            gBCE there instead);
+            :class:`~sasrec.training.distribution.TFConfigError` for
+            ``strategy="multi-worker"`` without a valid ``TF_CONFIG``.
 
     Example:
         >>> run_training("runs/m", DataOptions(), {"hidden_dim": 32}, TrainOptions(epochs=2))
