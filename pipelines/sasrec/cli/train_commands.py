@@ -50,13 +50,14 @@ def _train(args: argparse.Namespace) -> int:
     SASRecConfig(num_items=1, **model).build_model()
 
     from sasrec.cli.main import UserError
+    from sasrec.training.distribution import WorkerLostError
     from sasrec.training.run import run_training
     from sasrec.training.run_lock import OutputError
 
     try:
         run_training(args.out, data, model, train)
-    except OutputError as err:
-        # A full, read-only or busy --out: the environment, not a bug (exit 2).
+    except (OutputError, WorkerLostError) as err:
+        # A full, read-only or busy --out, a lost worker: the environment, not a bug (exit 2).
         raise UserError(str(err)) from err
     return 0
 

@@ -62,6 +62,14 @@ class TFConfigError(ValueError):
     """``TF_CONFIG`` is missing or does not describe this worker (exit code 2 on the CLI)."""
 
 
+class WorkerLostError(RuntimeError):
+    """Another worker stopped answering during training (exit code 2 on the CLI).
+
+    Every worker's collectives then fail; the message says to restart all of
+    them with ``--resume``, which continues from the chief's last checkpoint.
+    """
+
+
 @dataclass(frozen=True)
 class WorkerTask:
     """This process's place in the cluster of ``TF_CONFIG``.
@@ -225,6 +233,27 @@ class Distribution:
         """
         return wanted if self.strategy is None else 1
 
+    @contextlib.contextmanager
+    def worker_faults(self) -> Iterator[None]:
+        """Turns a lost or timed-out peer (multi-worker) into :class:`WorkerLostError`."""
+        if self.task is None:
+            yield
+            return
+        import tensorflow as tf
+
+        try:
+            yield
+        except (
+            tf.errors.UnavailableError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.AbortedError,
+        ) as err:
+            first = str(err.message).strip().splitlines()[0][:300]
+            raise WorkerLostError(
+                f"worker {self.worker_index} of {self.num_workers} lost contact with the "
+                f"others ({type(err).__name__}: {first}); restart every worker with --resume"
+            ) from None
+
     def describe(self) -> str:
         """One line for the run's log."""
         if self.strategy is None:
@@ -267,9 +296,42 @@ def _create(name: str, environ: Mapping[str, str] | None) -> Distribution:
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return Distribution(name, tf.distribute.MirroredStrategy(devices))
     environ = os.environ if environ is None else environ
-    task = parse_tf_config(environ.get(TF_CONFIG))
+    text = environ.get(TF_CONFIG)
+    task = parse_tf_config(text)
+    _configure_heartbeat(json.loads(str(text))["cluster"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     return Distribution(name, strategy, task)
+
+
+# A worker silent this long is declared lost. TensorFlow's default (10 s) ended
+# a 2-worker run on a loaded 2-core machine whose workers were alive but
+# starved ("Task ... heartbeat timeout"); a lost worker is still reported.
+HEARTBEAT_TIMEOUT_MS = 300_000
+
+
+def _configure_heartbeat(cluster: dict[str, list[str]]) -> None:
+    """The coordination service as the strategy would set it up, with a longer heartbeat.
+
+    ``MultiWorkerMirroredStrategy`` configures the service only when none is
+    configured yet and has no public setting for the timeout, so it is set
+    here first through TensorFlow's context (the same call, same leader and
+    jobs).
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is not None:
+        return
+    jobs = [job for job in _TRAINING_JOBS if cluster.get(job)]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=f"/job:{jobs[0]}/replica:0/task:0",
+        coordinated_jobs=[
+            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+            for job in jobs
+        ],
+        heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_MS,
+    )
 
 
 def shard_dataset(dataset: Any, distribution: Distribution) -> Any:

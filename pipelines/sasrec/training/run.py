@@ -172,13 +172,14 @@ def _run_locked(
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    model.fit(
-        dataset,
-        epochs=train.epochs,
-        callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
-        verbose=train.verbose,
-        shuffle=False,
-    )
+    with distribution.worker_faults():
+        model.fit(
+            dataset,
+            epochs=train.epochs,
+            callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
+            verbose=train.verbose,
+            shuffle=False,
+        )
     fit_seconds = run_history.run_seconds()
     if not distribution.is_chief:
         # The chief evaluates and publishes the same weights.
