@@ -187,6 +187,21 @@ class SASRec(keras.Model):
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skips Keras' symbolic build when the model and optimizer are built.
+
+        Under a ``tf.distribute`` strategy Keras builds a model on a batch
+        drawn from a fresh iterator of the training data before ``fit``. The
+        model is built at construction and its optimizer in :meth:`compile`,
+        so that build would only waste the batch, and with it the first epoch
+        of a dataset that plans each epoch as it is iterated
+        (``sasrec.data.dataset``): a distributed run would then train on
+        epochs 1, 2, ... of the seed instead of 0, 1, ...
+        """
+        if self.built and (self.optimizer is None or self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     # -------------------------------------------------------------------- loss
     def compute_loss(
         self,

@@ -30,8 +30,10 @@ class FusedAdam(keras.optimizers.Adam):
     bias-corrected ``lr_t``), so training follows the same path as
     ``keras.optimizers.Adam`` up to float rounding. A variable without a
     gradient in a step is left alone, moments included, as Keras does.
-    ``amsgrad`` is not supported. Single-device training only (no
-    ``tf.distribute`` strategy).
+    ``amsgrad`` is not supported. Under a ``tf.distribute`` strategy
+    (``MirroredStrategy``, ``MultiWorkerMirroredStrategy``) the gradients
+    are summed across replicas before the update, as Keras' optimizers do,
+    and every device applies the same update to its copy.
 
     With ``lazy_item_table=True`` every large two-dimensional variable (the
     item table) gets lazy-Adam updates, as TF Addons' ``LazyAdam``: only the
@@ -149,6 +151,44 @@ class FusedAdam(keras.optimizers.Adam):
     def _backend_update_step(
         self, grads: list[Any], trainable_variables: list[Any], learning_rate: Any
     ) -> None:
+        if not tf.distribute.has_strategy():
+            self._update_all(grads, trainable_variables, learning_rate)
+            return
+        # Under a tf.distribute strategy this runs once per replica, each with
+        # its own batch's gradients. As Keras' own optimizers do, the gradients
+        # are first summed across replicas (and workers); then every device
+        # applies the same update to its copy of the variables. Without the
+        # sum each copy would follow its own replica's gradient: the fused
+        # slots and the lazy table would drift apart from Keras' Adam.
+        pairs = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables)))
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._update_each_device, self._distribution_strategy, pairs, learning_rate
+        )
+
+    def _update_each_device(
+        self, distribution: Any, pairs: list[tuple[Any, Any]], learning_rate: Any
+    ) -> None:
+        variables = [variable for _, variable in pairs]
+
+        def update(_: Any, learning_rate: Any, *grads: Any) -> None:
+            # Inside an update context every variable read or assigned here is
+            # this device's copy.
+            self._update_all(list(grads), variables, learning_rate, on_device=True)
+
+        distribution.extended.update(
+            self.iterations.value,
+            update,
+            args=(learning_rate, *[grad for grad, _ in pairs]),
+            group=False,
+        )
+
+    def _update_all(
+        self,
+        grads: list[Any],
+        trainable_variables: list[Any],
+        learning_rate: Any,
+        on_device: bool = False,
+    ) -> None:
         fused: dict[int, tuple[Any, Any]] = {}
         own_grads, own_vars = [], []
         for grad, variable in zip(grads, trainable_variables):
@@ -160,7 +200,11 @@ class FusedAdam(keras.optimizers.Adam):
             else:
                 own_grads.append(grad)
                 own_vars.append(variable)
-        if own_vars:
+        if own_vars and on_device:
+            # Already summed across replicas and inside the device's update.
+            for grad, variable in zip(own_grads, own_vars):
+                self.update_step(grad, variable, learning_rate)
+        elif own_vars:
             super()._backend_update_step(own_grads, own_vars, learning_rate)
         if fused:
             self._fused_update(fused, learning_rate)

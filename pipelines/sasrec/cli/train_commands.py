@@ -39,18 +39,25 @@ def _train(args: argparse.Namespace) -> int:
         # The base model's settings hold unless a flag changes them from its default.
         defaults = SASRecConfig.__dataclass_fields__
         model = {k: v for k, v in model.items() if v != defaults[k].default}
+    # The strategy before TensorFlow's first op (TF_CONFIG is checked here).
+    from sasrec.runtime import configure_threads
+    from sasrec.training.distribution import start_distribution
+
+    configure_threads()
+    start_distribution(train.strategy)
     # Checked before the data is read, so a bad model flag fails at once. The
     # config checks the task's fields; the layers check theirs when built.
     SASRecConfig(num_items=1, **model).build_model()
 
     from sasrec.cli.main import UserError
+    from sasrec.training.distribution import WorkerLostError
     from sasrec.training.run import run_training
     from sasrec.training.run_lock import OutputError
 
     try:
         run_training(args.out, data, model, train)
-    except OutputError as err:
-        # A full, read-only or busy --out: the environment, not a bug (exit 2).
+    except (OutputError, WorkerLostError) as err:
+        # A full, read-only or busy --out, a lost worker: the environment, not a bug (exit 2).
         raise UserError(str(err)) from err
     return 0
 

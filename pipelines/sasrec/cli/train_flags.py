@@ -24,6 +24,7 @@ from typing import Any
 
 from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
 from sasrec.config import LOSSES, POSITION_EMBEDDINGS, SASRecConfig
+from sasrec.training.distribution import STRATEGIES
 from sasrec.training.options import LOSS_NORMALIZATIONS, TrainOptions
 
 MODEL_PREFIX = "model_"
@@ -74,6 +75,7 @@ TRAIN_FLAGS: dict[str, Flag] = {
         help="Keras progress bar (1), one line per epoch (2) or silent (0).",
     ),
     "loss_normalization": Flag(choices=LOSS_NORMALIZATIONS),
+    "strategy": Flag(choices=STRATEGIES),
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sasrec.data.dataset import CHUNK_BATCHES
+from sasrec.training.distribution import check_strategy
 
 DATA_SYNTHETIC = "synthetic"
 SPLITS = ("leave_one_out", "temporal")
@@ -143,6 +144,17 @@ class TrainOptions:
             above the dense pass from about 1,500 touched rows on Games).
             With ``--loss softmax`` every row gets a gradient each step, so
             it changes nothing there; it is for the sampled losses.
+        strategy: ``"none"`` (one device), ``"mirrored"``
+            (``tf.distribute.MirroredStrategy`` over the local GPUs, or the
+            CPU devices) or ``"multi-worker"``
+            (``MultiWorkerMirroredStrategy``, workers from ``TF_CONFIG``);
+            see docs/training.md. ``batch_size`` is then per replica: a step
+            trains on ``batch_size x replicas`` windows, and equals a
+            one-device step with that batch size (same batches, losses and
+            updates up to float rounding). Only the chief (worker 0)
+            publishes the version. Steps run one per call under a strategy
+            (``steps_per_execution`` is ignored), and without XLA on
+            logical CPU devices.
         init_from: Warm start from this model version (or the newest under
             this model root): its items keep their indices and rows, new
             items get new rows, its architecture and (unless given) its loss
@@ -175,6 +187,7 @@ class TrainOptions:
     steps_per_execution: int = 16
     loss_normalization: str = "epoch"
     sparse_item_updates: bool = False
+    strategy: str = "none"
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -210,6 +223,7 @@ class TrainOptions:
             raise ValueError(
                 f"adam_epsilon must be in (0, 1), received adam_epsilon={self.adam_epsilon}"
             )
+        check_strategy(self.strategy)
         if self.loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(
                 f"loss_normalization must be one of {LOSS_NORMALIZATIONS}, received "

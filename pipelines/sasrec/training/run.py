@@ -9,6 +9,8 @@ together and decides where files go:
     OUT/.checkpoint/       the in-progress run: backup, early-stopping state, history so far
     OUT/.train.lock        held by the running job (``run_lock``): one run per OUT
     OUT/tensorboard/       TensorBoard logs, one sub-folder per run
+    OUT/.worker-<i>-*/     a non-chief worker's scratch (``--strategy multi-worker``),
+                           removed when it ends: only the chief writes the above
 
 The loss belongs to the model (``SASRec`` computes it from the batch), so
 training is ``model.fit`` on the prepared dataset.
@@ -33,6 +35,13 @@ from sasrec.models import SASRec
 from sasrec.optimizers import FusedAdam
 from sasrec.runtime import configure_threads, keep_freed_memory
 from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
+from sasrec.training.distribution import (
+    Distribution,
+    shard_dataset,
+    start_distribution,
+    vector_logs,
+    worker_scratch,
+)
 from sasrec.training.epoch_timer import EpochTimer
 from sasrec.training.final_evaluation import evaluate_split
 from sasrec.training.loss_choice import choose_loss
@@ -57,8 +66,15 @@ def run_training(
     data: DataOptions,
     model_overrides: dict[str, Any],
     train: TrainOptions,
-) -> Path:
+) -> Path | None:
     """Runs the whole job and returns the published version directory.
+
+    Under ``--strategy multi-worker`` every worker runs this; only the chief
+    (worker 0) holds the lock of ``out``, writes the checkpoint, evaluates
+    and publishes; another worker trains in a scratch folder under ``out``
+    (its checkpoint copies go there and are removed, as ``tf.distribute``
+    asks of non-chief workers), reads ``out``'s checkpoint on ``--resume``
+    and returns None.
 
     Args:
         out: Model root; versions are published as ``OUT/1``, ``OUT/2``, ...
@@ -77,7 +93,9 @@ def run_training(
             :class:`~sasrec.training.loss_choice.SoftmaxTooLargeError` when
             ``model_overrides["loss"] == "softmax"`` on a catalogue whose
             logits pass the memory budget (without a ``"loss"`` the job picks
-            gBCE there instead).
+            gBCE there instead);
+            :class:`~sasrec.training.distribution.TFConfigError` for
+            ``strategy="multi-worker"`` without a valid ``TF_CONFIG``.
 
     Example:
         >>> run_training("runs/m", DataOptions(), {"hidden_dim": 32}, TrainOptions(epochs=2))
@@ -85,15 +103,28 @@ def run_training(
         PosixPath('runs/m/1')
     """
     out = prepare_output(_output_root(out))
+    # Thread pools first, then the strategy: both must exist before TensorFlow
+    # runs an op (a bad TF_CONFIG fails here, before any data is read).
+    configure_threads()
+    distribution = start_distribution(train.strategy)
+    if not distribution.is_chief:
+        scratch = worker_scratch(out, distribution.worker_index, train.resume)
+        with output_faults(out), scratch as own:
+            _run_locked(own, data, model_overrides, train, distribution)
+        return None
     # The lock before anything else under OUT: a second run must not touch
     # the checkpoint of a live one. Refused writes anywhere become OutputError.
     with output_faults(out), RunLock(out):
-        return _run_locked(out, data, model_overrides, train)
+        return _run_locked(out, data, model_overrides, train, distribution)
 
 
 def _run_locked(
-    out: Path, data: DataOptions, model_overrides: dict[str, Any], train: TrainOptions
-) -> Path:
+    out: Path,
+    data: DataOptions,
+    model_overrides: dict[str, Any],
+    train: TrainOptions,
+    distribution: Distribution,
+) -> Path | None:
     _seed_process(train.seed)
     started = time.time()
 
@@ -116,10 +147,17 @@ def _run_locked(
         config, rest = warm_config(base.config, model_overrides, prepared.vocabulary.num_items)
         config = config.replace(**rest)
     inputs, positives = training_windows(prepared.split.train, config.max_len)
-    config = _with_loss_denominator(config, positives, train)
-    dataset = _training_dataset(inputs, positives, config, train)
+    # The epoch plan cuts global batches; each replica trains on its slice.
+    global_batch = distribution.global_batch(train.batch_size)
+    config = _with_loss_denominator(config, positives, train, global_batch)
+    dataset = shard_dataset(
+        _training_dataset(inputs, positives, config, train, global_batch), distribution
+    )
+    if distribution.strategy is not None:
+        _say(train, f"{distribution.describe()}; global batch {global_batch:,}")
 
-    model = _compiled_model(config, train)
+    with distribution.scope():
+        model = _compiled_model(config, train, distribution)
     if base is not None:
         model.build()
         rows = copy_base_weights(model, base.model, base.config.num_items)
@@ -134,14 +172,18 @@ def _run_locked(
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    model.fit(
-        dataset,
-        epochs=train.epochs,
-        callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
-        verbose=train.verbose,
-        shuffle=False,
-    )
+    with distribution.worker_faults():
+        model.fit(
+            dataset,
+            epochs=train.epochs,
+            callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
+            verbose=train.verbose,
+            shuffle=False,
+        )
     fit_seconds = run_history.run_seconds()
+    if not distribution.is_chief:
+        # The chief evaluates and publishes the same weights.
+        return None
 
     evaluation = evaluate_split(
         model,
@@ -228,8 +270,7 @@ def _check_free_space(out: Path, model: SASRec, prepared: Prepared, train: Train
 
 
 def _seed_process(seed: int) -> None:
-    """Thread pools, allocator and every random generator, before TensorFlow does work."""
-    configure_threads()
+    """Allocator and every random generator, before TensorFlow does work."""
     keep_freed_memory()
     keras.utils.set_random_seed(seed)
 
@@ -275,24 +316,31 @@ def _show_data(prepared: Prepared, train: TrainOptions) -> None:
 
 
 def _with_loss_denominator(
-    config: SASRecConfig, positives: np.ndarray, train: TrainOptions
+    config: SASRecConfig, positives: np.ndarray, train: TrainOptions, global_batch: int
 ) -> SASRecConfig:
-    """Under ``loss_normalization="epoch"`` every position of an epoch weighs the same."""
+    """Under ``loss_normalization="epoch"`` every position of an epoch weighs the same.
+
+    The denominator is per global batch: each replica divides its share of
+    the summed losses by it and the replicas' gradients are summed, which is
+    the one-device gradient of the global batch.
+    """
     if train.loss_normalization == "epoch" and config.loss_denominator is None:
-        return config.replace(
-            loss_denominator=mean_positions_per_batch(positives, train.batch_size)
-        )
+        return config.replace(loss_denominator=mean_positions_per_batch(positives, global_batch))
     return config
 
 
 def _training_dataset(
-    inputs: np.ndarray, positives: np.ndarray, config: SASRecConfig, train: TrainOptions
+    inputs: np.ndarray,
+    positives: np.ndarray,
+    config: SASRecConfig,
+    train: TrainOptions,
+    global_batch: int,
 ) -> Any:
     return make_training_dataset(
         inputs,
         positives,
         num_items=config.num_items,
-        batch_size=train.batch_size,
+        batch_size=global_batch,
         num_negatives=0 if config.loss == "softmax" else config.num_negatives,
         seed=train.seed,
         # Hundreds of negatives per position would cost a (B, t, n, d) gather;
@@ -304,7 +352,10 @@ def _training_dataset(
     )
 
 
-def _compiled_model(config: SASRecConfig, train: TrainOptions) -> SASRec:
+def _compiled_model(
+    config: SASRecConfig, train: TrainOptions, distribution: Distribution | None = None
+) -> SASRec:
+    distribution = distribution or Distribution("none")
     model = SASRec(**config.to_dict())
     model.compile(
         # Adam's arithmetic, with the ~35 small variables updated in one pass
@@ -318,12 +369,13 @@ def _compiled_model(config: SASRecConfig, train: TrainOptions) -> SASRec:
         ),
         # XLA fuses the many small ops of a SASRec step (measured 1.7x faster on
         # CPU); the full softmax has a data-dependent shape and cannot use it.
-        jit_compile=config.loss != "softmax",
+        jit_compile=distribution.jit_compile(config.loss != "softmax"),
         # A 128-sequence step of short histories takes a few ms; Keras' loop
         # and the function call cost about 1.5 ms of it (measured on Games:
         # 4.2 -> 3.6 s per epoch with 8 steps per call, identical losses).
-        steps_per_execution=train.steps_per_execution,
+        steps_per_execution=distribution.steps_per_execution(train.steps_per_execution),
     )
+    vector_logs(model, distribution)
     return model
 
 
