@@ -253,11 +253,11 @@ def read_events(
     if EVENT in selected:
         out.append(selected[EVENT].cast("string").alias(EVENT))
     if RATING in selected:
-        out.append(F.trim(selected[RATING].cast("string")).cast("double").alias(RATING))
+        out.append(F.trim(selected[RATING].cast("string")).try_cast("double").alias(RATING))
     time_raw = selected.get(TIMESTAMP)
     if time_raw is not None:
         out.append(time_raw.cast("string").alias("_time_text"))
-        out.append(F.trim(time_raw.cast("string")).cast("double").alias("_time_number"))
+        out.append(F.trim(time_raw.cast("string")).try_cast("double").alias("_time_number"))
     frame = frame.select(*out, POS, FILE, LINE, ROW)
     # Parsed once: the counts, the unit, the examples and the pipeline all read
     # this (memory, spilling to the executors' disks), not the files again.
