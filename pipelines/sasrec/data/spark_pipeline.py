@@ -105,7 +105,12 @@ def spark_session(settings: SparkSettings) -> Any:
 
 
 class _Steps:
-    """Counts each cleaning step into the report, as ``prepare``'s ``step`` does."""
+    """Counts each cleaning step into the report, as ``prepare``'s ``step`` does.
+
+    Example:
+        >>> step = _Steps(DataReport())
+        >>> events, n = step("duplicates", events.where(first_rows), n)  # doctest: +SKIP
+    """
 
     def __init__(self, report: DataReport) -> None:
         self.report = report
