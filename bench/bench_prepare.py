@@ -15,6 +15,14 @@ Usage::
         --spark-master 'local[2]' --spark-conf spark.driver.memory=6g
 
 Prints one JSON line: engine, events, wall seconds, events/s, peak RSS per process.
+
+``--train-side LOG_OR_PREPARED`` instead measures the data side of ``sasrec
+train`` (everything it builds before ``model.fit``: the vocabulary, the split
+and the training windows of width 50) from a log (``--data``) or from a
+PREPARED folder (``--prepared``)::
+
+    .venv/bin/python bench/bench_prepare.py --train-side data --data /tmp/log-10m.parquet
+    .venv/bin/python bench/bench_prepare.py --train-side prepared --data /tmp/prepared-10m
 """
 
 from __future__ import annotations
@@ -80,12 +88,16 @@ def run(argv: list[str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--engine", choices=("pandas", "spark"), required=True)
+    parser.add_argument("--engine", choices=("pandas", "spark"), default="pandas")
+    parser.add_argument("--train-side", choices=("data", "prepared"), default=None)
     parser.add_argument("--spark-master", default="local[2]")
     parser.add_argument("--spark-conf", action="append", default=[])
     parser.add_argument("--min-user", default="5")
     parser.add_argument("--min-item", default="5")
     args = parser.parse_args()
+    if args.train_side:
+        _train_side(args)
+        return
     out = Path(tempfile.mkdtemp(prefix="bench-prepare-")) / "prepared"
     argv = [sys.executable, "-m", "sasrec.cli", "data", "prepare", "--engine", args.engine,
             "--data", args.data, "--out", str(out), "--min-user", args.min_user,
@@ -108,6 +120,34 @@ def main() -> None:
                 **result,
                 "events_per_s": round(events / result["wall_s"]),
                 "load_1_5_15": [round(x, 2) for x in load],
+                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            }
+        )
+    )
+
+
+_TRAIN_SIDE = """
+import sys
+from sasrec.data.windows import training_windows
+from sasrec.training.options import DataOptions
+from sasrec.training.preparation import prepare_data
+kind, path = sys.argv[1], sys.argv[2]
+options = DataOptions(path=path) if kind == "data" else DataOptions(prepared=path)
+prepared = prepare_data(options)
+inputs, positives = training_windows(prepared.split.train, 50)
+print(f"{prepared.vocabulary.num_items} items, {len(inputs)} windows")
+"""
+
+
+def _train_side(args: argparse.Namespace) -> None:
+    result = run([sys.executable, "-c", _TRAIN_SIDE, args.train_side, args.data])
+    print(
+        json.dumps(
+            {
+                "train_side": args.train_side,
+                "data": args.data,
+                **result,
+                "load_1_5_15": [round(x, 2) for x in os.getloadavg()],
                 "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             }
         )

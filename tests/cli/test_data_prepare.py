@@ -100,3 +100,27 @@ def test_train_from_prepared_equals_train_from_the_log(tmp_path: Path) -> None:
 def test_train_on_a_missing_prepared_folder_is_exit_2(tmp_path: Path, capsys, argv) -> None:
     assert main(["train", "--out", str(tmp_path / "m"), "--epochs", "1", *argv]) == 2
     assert "not a PREPARED folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--spark-master", "local[2]", "--spark-remote", "sc://h:15002"], "alternatives"),
+        ([], "needs --data"),
+    ],
+)
+def test_spark_engine_settings_are_checked_before_spark_starts(
+    tmp_path: Path, capsys, argv, message
+) -> None:
+    out = tmp_path / "prep"
+    code = main(["data", "prepare", "--engine", "spark", "--out", str(out), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_spark_conf_must_be_key_value(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "prepare", "--out", "p", "--spark-conf", "no-equals-sign"])
+    assert exit_info.value.code == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -79,6 +79,22 @@ def test_histories_are_the_last_max_len_events_in_time_order(tmp_path: Path) -> 
     assert histories == [["a", "d", "e", "f"], ["x"]]  # c, b, a, d, e, f -> last 4
 
 
+def test_recommend_all_from_prepared_equals_from_the_log(
+    model_root: Path, log: Path, tmp_path: Path
+) -> None:
+    prepared = tmp_path / "prepared"
+    assert main(["data", "prepare", "--data", str(log), "--out", str(prepared), *DATA_FLAGS]) == 0
+    tables = {}
+    for name, source in (("log", ["--data", str(log), *DATA_FLAGS]),
+                         ("prepared", ["--prepared", str(prepared)])):  # fmt: skip
+        out = tmp_path / f"{name}.parquet"
+        argv = ["recommend-all", "--model", str(model_root), "--out", str(out), "--k", "4"]
+        assert main([*argv, *source]) == 0
+        tables[name] = pq.read_table(out)
+    assert tables["prepared"].num_rows == tables["log"].num_rows > 0
+    assert tables["prepared"].equals(tables["log"])
+
+
 def test_recommend_all_rows_equal_the_servers_answers(
     model_root: Path, log: Path, tmp_path: Path
 ) -> None:

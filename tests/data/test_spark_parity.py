@@ -96,8 +96,8 @@ def test_odd_text_log(tmp_path: Path) -> None:
     rows = []
     for u in range(40):
         for t in range(6):
-            rows.append(f"u{u % 13}::i{(u * 7 + t) % 11}::{1_000 + t * (u % 3)}::view")
-    rows[5] = "u1::::1000::view"  # missing item
+            rows.append(f"u{u % 13}::i{(u * 7 + t) % 11}::{1_700_000_000 + t * (u % 3)}::view")
+    rows[5] = "u1::::1700000000::view"  # missing item
     rows[9] = "u2::i3::soon::view"  # unparseable
     rows[12] = "u3::i4::-7::view"  # out of range
     rows[20] = rows[19]  # exact duplicate
@@ -105,7 +105,8 @@ def test_odd_text_log(tmp_path: Path) -> None:
     log = tmp_path / "odd.dat"
     log.write_text("\n".join(rows) + "\n")
     flags = ["--data", str(log), "--sep", "::", "--user-col", "0", "--item-col", "1",
-             "--time-col", "2", "--event-col", "3", "--min-user", "2", "--min-item", "2",
+             "--time-col", "2", "--timestamp-unit", "s", "--event-col", "3",
+             "--min-user", "2", "--min-item", "2",
              "--event-types", "view"]  # fmt: skip
     a, b = _prepare_both(tmp_path, flags)
     _assert_identical(a, b)

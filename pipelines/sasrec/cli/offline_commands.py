@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-progress", dest="progress", action="store_false", help="no progress lines on stderr"
     )
     add_log_level_flag(p)
-    add_data_flags(p)
+    add_data_flags(p, prepared=True)
     p.set_defaults(func=_recommend_all)
 
     e = sub.add_parser(

@@ -51,14 +51,22 @@ def user_histories(data: DataOptions, max_len: int) -> tuple[np.ndarray, list[li
     """Every user of the cleaned log and their last ``max_len`` raw item ids, oldest first.
 
     Users come in order of first appearance; within a user, events are in time
-    order with ties in file order (as training orders them).
+    order with ties in file order (as training orders them). With
+    ``data.prepared`` the users and their whole cleaned sequences come from
+    that PREPARED folder (either engine's) instead of the log.
     """
-    from sasrec.data.encoding import build_vocabulary, encode_sequences
-    from sasrec.training.preparation import load_clean_log
+    if data.prepared is not None:
+        from sasrec.data.prepared import read_prepared
 
-    df, _ = load_clean_log(data)
-    vocabulary = build_vocabulary(df)
-    sequences = encode_sequences(df, vocabulary)
+        folder = read_prepared(data.prepared)
+        vocabulary, sequences = folder.vocabulary, folder.sequences
+    else:
+        from sasrec.data.encoding import build_vocabulary, encode_sequences
+        from sasrec.training.preparation import load_clean_log
+
+        df, _ = load_clean_log(data)
+        vocabulary = build_vocabulary(df)
+        sequences = encode_sequences(df, vocabulary)
     names = np.asarray(vocabulary.item_ids, dtype=object)
     offsets, items = sequences.offsets, sequences.items
     histories = [

@@ -108,35 +108,57 @@ def sequence_table(sequences: UserSequences, split: Split) -> pa.Table:
     )
 
 
+def _columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """One table's columns as NumPy arrays (lists flattened, with their lengths)."""
+    out: dict[str, np.ndarray] = {}
+    for name in (layout.ITEMS, layout.TIMESTAMPS):
+        column = table.column(name).combine_chunks()
+        out[name] = column.flatten().to_numpy(zero_copy_only=False)
+        out["lengths"] = column.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+    out[layout.USER_ID] = np.asarray(table.column(layout.USER_ID).to_pylist(), dtype=object)
+    for name in (layout.USER_INDEX, layout.TRAIN_LENGTH, layout.VALID_LENGTH, layout.TEST_LENGTH):
+        out[name] = table.column(name).to_numpy().astype(np.int64)
+    return out
+
+
 def split_from_table(table: pa.Table, info: dict[str, Any]) -> tuple[UserSequences, Split]:
     """Rebuilds the sequences and the :class:`Split` from a sequence table (any row order)."""
-    table = table.select(list(layout.COLUMNS)).sort_by(layout.USER_INDEX)
-    items_col = table.column(layout.ITEMS).combine_chunks()
-    ts_col = table.column(layout.TIMESTAMPS).combine_chunks()
-    lengths = items_col.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    return _split_from_columns([_columns(table)], info)
+
+
+def _split_from_columns(
+    parts: list[dict[str, np.ndarray]], info: dict[str, Any]
+) -> tuple[UserSequences, Split]:
+    """Joins per-file columns (emptying ``parts``), orders users by ``user_index``, splits."""
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([p[name] for p in parts]) if parts else np.zeros(0, np.int64)
+
+    lengths = joined("lengths")
+    order = np.argsort(joined(layout.USER_INDEX), kind="stable")
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    lengths = lengths[order]
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    sequences = UserSequences(
-        np.asarray(table.column(layout.USER_ID).to_pylist(), dtype=object),
-        offsets,
-        items_col.flatten().to_numpy(zero_copy_only=False),
-        ts_col.flatten().to_numpy(zero_copy_only=False),
-    )
-
-    def column(name: str) -> np.ndarray:
-        return table.column(name).to_numpy().astype(np.int64)
-
+    # Event k of the sorted layout comes from starts[user] + its position in the user.
+    gather = np.repeat(starts[order] - offsets[:-1], lengths) + np.arange(offsets[-1])
+    items = joined(layout.ITEMS)[gather] if parts else np.zeros(0, np.int32)
+    timestamps = joined(layout.TIMESTAMPS)[gather] if parts else np.zeros(0)
+    del gather
+    user_ids = joined(layout.USER_ID)[order] if parts else np.zeros(0, dtype=object)
     train_len, valid_len, test_len = (
-        column(layout.TRAIN_LENGTH),
-        column(layout.VALID_LENGTH),
-        column(layout.TEST_LENGTH),
+        joined(name)[order]
+        for name in (layout.TRAIN_LENGTH, layout.VALID_LENGTH, layout.TEST_LENGTH)
     )
+    parts.clear()  # the per-file copies go before the split's prefixes are made
+    sequences = UserSequences(user_ids, offsets, items, timestamps)
     trained = np.flatnonzero(train_len > 0)
 
-    def cases(lengths: np.ndarray) -> EvalSet:
-        users = np.flatnonzero(lengths >= 0)
-        at = offsets[users] + lengths[users]
-        histories = sequences.prefixes(users, lengths[users])
+    def cases(prefix: np.ndarray) -> EvalSet:
+        users = np.flatnonzero(prefix >= 0)
+        at = offsets[users] + prefix[users]
+        histories = sequences.prefixes(users, prefix[users])
         return EvalSet(histories, sequences.items[at], sequences.timestamps[at])
 
     split = Split(
@@ -285,11 +307,11 @@ def read_prepared(path: str | os.PathLike) -> PreparedData:
     """
     path = Path(path)
     manifest = read_manifest(path)
-    tables = list(iter_shard_tables(path, list(layout.COLUMNS)))
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    table = table.cast(SCHEMA)
+    # One file at a time into NumPy: Arrow's copy of a file is freed before the next.
+    parts = [_columns(t.cast(SCHEMA)) for t in iter_shard_tables(path, list(layout.COLUMNS))]
     info = json.loads((path / layout.SPLIT).read_text(encoding="utf-8"))
-    sequences, split = split_from_table(table, info)
+    sequences, split = _split_from_columns(parts, info)
+    del parts
     report = DataReport.from_dict(json.loads((path / layout.DATA_STATS).read_text("utf-8")))
     vocabulary = ItemVocabulary.load(path / layout.VOCABULARY)
     return PreparedData(vocabulary, split, report, sequences, manifest)

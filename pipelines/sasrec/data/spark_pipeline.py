@@ -105,7 +105,12 @@ def spark_session(settings: SparkSettings) -> Any:
 
 
 class _Steps:
-    """Counts each cleaning step into the report, as ``prepare``'s ``step`` does."""
+    """Counts each cleaning step into the report, as ``prepare``'s ``step`` does.
+
+    Example:
+        >>> step = _Steps(DataReport())
+        >>> events, n = step("duplicates", events.where(first_rows), n)  # doctest: +SKIP
+    """
 
     def __init__(self, report: DataReport) -> None:
         self.report = report
@@ -181,8 +186,8 @@ def clean(events: Any, data: Any, report: DataReport, columns: list[str]) -> tup
     if data.collapse_repeats:
         by_user = Window.partitionBy(USER).orderBy(TIMESTAMP, POS)
         previous = F.lag(ITEM).over(by_user)
-        repeat = previous.isNotNull() & (previous == F.col(ITEM))
-        events, n = step("consecutive_repeats", events.where(~repeat), n)
+        events = events.withColumn("_repeat", previous.isNotNull() & (previous == F.col(ITEM)))
+        events, n = step("consecutive_repeats", events.where(~F.col("_repeat")).drop("_repeat"), n)
     before = n
     events, passes, n = k_core(events, data.min_user, data.min_item, n)
     events, n = step(

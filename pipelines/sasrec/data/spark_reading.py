@@ -58,12 +58,18 @@ def resolve_options(preset: str | None, reader: dict[str, Any]) -> ReaderOptions
 
 
 def _format(path: str, opts: ReaderOptions) -> str:
+    """``--format``, else from the suffix of the file, of the glob, or of a folder's files."""
+    from pathlib import Path, PurePath
+
     if opts.format != "auto":
         return opts.format
-    from pathlib import PurePath
-
-    suffix = _base_suffix(PurePath(path.rstrip("/*")))
-    if suffix in (".parquet", ".pq") or not suffix and "parquet" in path:
+    name = PurePath(path)
+    local = Path(_local(path))
+    if "://" not in path and local.is_dir():
+        files = sorted(p for p in local.iterdir() if p.is_file() and p.name[0] not in "._")
+        name = files[0] if files else name
+    suffix = _base_suffix(name)
+    if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".json", ".jsonl", ".ndjson"):
         return "json"
@@ -253,11 +259,11 @@ def read_events(
     if EVENT in selected:
         out.append(selected[EVENT].cast("string").alias(EVENT))
     if RATING in selected:
-        out.append(F.trim(selected[RATING].cast("string")).cast("double").alias(RATING))
+        out.append(F.trim(selected[RATING].cast("string")).try_cast("double").alias(RATING))
     time_raw = selected.get(TIMESTAMP)
     if time_raw is not None:
         out.append(time_raw.cast("string").alias("_time_text"))
-        out.append(F.trim(time_raw.cast("string")).cast("double").alias("_time_number"))
+        out.append(F.trim(time_raw.cast("string")).try_cast("double").alias("_time_number"))
     frame = frame.select(*out, POS, FILE, LINE, ROW)
     # Parsed once: the counts, the unit, the examples and the pipeline all read
     # this (memory, spilling to the executors' disks), not the files again.
