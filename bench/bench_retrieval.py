@@ -45,22 +45,29 @@ BENCH = Path(__file__).resolve().parent
 
 def user_histories(log: Path, vocabulary: dict[str, int], max_len: int, users: int, seed: int):
     """``users`` random users' last ``max_len`` known items (raw ids, oldest first)."""
+    rng = np.random.default_rng(seed)
     if log.suffix == ".parquet":
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
+        # Only the picked users' rows become Python objects: a 10M-event log
+        # as pandas strings would take ~9 GB.
         table = pq.read_table(log, columns=["user_id", "item_id", "timestamp"])
-        frame = table.to_pandas()
-        frame = frame.sort_values(["user_id", "timestamp"], kind="stable")
+        names = pc.unique(table["user_id"])
+        chosen = names.take(rng.choice(len(names), size=min(users, len(names)), replace=False))
+        table = table.filter(pc.is_in(table["user_id"], value_set=chosen))
+        frame = table.to_pandas().sort_values(["user_id", "timestamp"], kind="stable")
         user, item = frame["user_id"].to_numpy(), frame["item_id"].to_numpy()
+        picks = None
     else:  # "user item" lines, each user's lines in time order
         pairs = np.loadtxt(log, dtype=str)
         user, item = pairs[:, 0], pairs[:, 1]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], len(user)]
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(starts), size=min(users, len(starts)), replace=False)
+    if log.suffix != ".parquet":
+        picks = rng.choice(len(starts), size=min(users, len(starts)), replace=False)
     out = []
-    for p in picks:
+    for p in range(len(starts)) if picks is None else picks:
         # The last item is the user's test target: ask for it from the rest.
         seq = [i for i in item[starts[p] : ends[p] - 1] if i in vocabulary]
         if seq:
@@ -163,7 +170,9 @@ def run_scann(python: str, parts: dict) -> dict:
             check=False,
         )
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+        # ScaNN logs every step on stderr: keep the lines that are not its logs.
+        lines = [x for x in done.stderr.splitlines() if not x.startswith(("I0000", "W0000"))]
+        return {"error": f"exit {done.returncode}: " + " | ".join(lines[-5:])}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
