@@ -118,7 +118,8 @@ class RecommenderClient:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        options = [*service_config_options(load_balancing, retries), *options]
+        replicas = address.startswith("dns:") or "," in address
+        options = [*service_config_options(load_balancing, retries, replicas), *options]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if root_certificates is not None or tls:
@@ -286,8 +287,14 @@ def channel_target(address: str | Sequence[str]) -> str:
     return "ipv6:" + ",".join(v6)
 
 
-def service_config_options(load_balancing: str, retries: int) -> list[tuple[str, Any]]:
+def service_config_options(
+    load_balancing: str, retries: int, health_checks: bool = True
+) -> list[tuple[str, Any]]:
     """Channel options: the load-balancing policy, health checks and retries on UNAVAILABLE.
+
+    With ``health_checks`` (several replicas) the channel sends no call, not
+    even a health check, to a replica that reports NOT_SERVING; a client of
+    one server leaves them off, so it can watch that server start.
 
     Example:
         >>> dict(service_config_options("round_robin", 3))["grpc.enable_retries"]
@@ -298,7 +305,7 @@ def service_config_options(load_balancing: str, retries: int) -> list[tuple[str,
             f"load_balancing must be round_robin or pick_first, received {load_balancing!r}"
         )
     config: dict[str, Any] = {"loadBalancingConfig": [{load_balancing: {}}]}
-    if load_balancing == "round_robin":
+    if load_balancing == "round_robin" and health_checks:
         # Replicas whose health is NOT_SERVING (draining) get no new calls.
         config["healthCheckConfig"] = {"serviceName": ""}
     if retries:
