@@ -316,6 +316,11 @@ def service_config_options(
 ) -> list[tuple[str, Any]]:
     """Channel options: the load-balancing policy, health checks and retries on UNAVAILABLE.
 
+    With ``health_check`` (the client's default for several replicas) the
+    channel sends no call, not even a health check, to a replica that reports
+    NOT_SERVING; a client of one server leaves it off, so it can watch that
+    server start.
+
     Example:
         >>> dict(service_config_options("round_robin", 3))["grpc.enable_retries"]
         1
