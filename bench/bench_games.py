@@ -70,6 +70,11 @@ def main() -> None:
         default="unseen",
         help="negatives outside the window (the reference) or any item but the target",
     )
+    p.add_argument(
+        "--sparse-item-updates",
+        action="store_true",
+        help="lazy-Adam item-table updates (TrainOptions.sparse_item_updates)",
+    )
     args = p.parse_args()
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: not found (the shared data sets are not on this machine)")
@@ -101,6 +106,7 @@ def main() -> None:
         steps_per_execution=args.steps_per_execution,
         adam_epsilon=args.adam_epsilon,
         loss_normalization=args.loss_normalization,
+        sparse_item_updates=args.sparse_item_updates,
         **({} if args.chunk_batches is None else {"chunk_batches": args.chunk_batches}),
     )
     started = time.time()
@@ -126,6 +132,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "adam_epsilon": args.adam_epsilon,
         "loss_normalization": args.loss_normalization,
+        "sparse_item_updates": args.sparse_item_updates,
         "chunk_batches": train.chunk_batches,
         "eval_every": args.eval_every,
         "patience": args.patience,
