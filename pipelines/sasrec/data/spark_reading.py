@@ -42,6 +42,7 @@ from sasrec.data.readers import (
     _SEP_BY_SUFFIX,
     _SNIFF_LINES,
     _base_suffix,
+    _detect_format,
     _resolve_columns,
     _sniff_sep,
 )
@@ -61,19 +62,12 @@ def _format(path: str, opts: ReaderOptions) -> str:
     """``--format``, else from the suffix of the file, of the glob, or of a folder's files."""
     from pathlib import Path, PurePath
 
-    if opts.format != "auto":
-        return opts.format
     name = PurePath(path)
     local = Path(_local(path))
     if "://" not in path and local.is_dir():
         files = sorted(p for p in local.iterdir() if p.is_file() and p.name[0] not in "._")
         name = files[0] if files else name
-    suffix = _base_suffix(name)
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    if suffix in (".json", ".jsonl", ".ndjson"):
-        return "json"
-    return "csv"
+    return _detect_format(name, opts)
 
 
 def _with_positions(spark: Any, frame: Any, header: bool) -> tuple[Any, list[tuple]]:
