@@ -165,6 +165,25 @@ def test_parquet_with_integer_ids_and_datetime_column(tmp_path):
     assert _rows(df) == [("1", "10", 1704067200.0), ("2", "20", 1704153600.0)]
 
 
+def test_parquet_dictionary_out_of_first_appearance_order_numbers_users_by_appearance(tmp_path):
+    # A stored dictionary sorted and holding an unused value: codes must still
+    # follow first appearance, as for a text log, and unused values vanish.
+    import pyarrow.parquet as pq
+
+    users = pa.DictionaryArray.from_arrays(
+        pa.array([2, 0, 2, None, 1], pa.int32()), pa.array(["a", "b", "c", "zz"])
+    )
+    items = pa.array(["x", "y", "x", "y", "z"])
+    times = pa.array([1, 2, 3, 4, 5], pa.int64())
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"user_id": users, "item_id": items, "timestamp": times}), path)
+    df, report = load_interactions(path)
+    assert report.read["missing_ids"] == 1
+    assert list(df["user_id"].cat.categories) == ["c", "a", "b"]
+    assert df["user_id"].cat.codes.tolist() == [0, 1, 0, 2]
+    assert _rows(df) == [("c", "x", 1.0), ("a", "y", 2.0), ("c", "x", 3.0), ("b", "z", 5.0)]
+
+
 # --------------------------------------------------------------------------- presets
 
 

@@ -221,9 +221,10 @@ def k_core_mask(
     passes = 0
     while True:
         passes += 1
-        user_counts = np.bincount(u)
-        item_counts = np.bincount(i)
-        ok = (user_counts[u] >= min_user) & (item_counts[i] >= min_item)
+        # Gathering from one-byte tables keeps the per-event lookups in cache.
+        user_ok = np.bincount(u) >= min_user
+        item_ok = np.bincount(i) >= min_item
+        ok = user_ok[u] & item_ok[i]
         if ok.all():
             break
         index, u, i = index[ok], u[ok], i[ok]

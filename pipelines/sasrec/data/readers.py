@@ -440,7 +440,16 @@ def _read_parquet(
     for canonical, actual in columns.items():
         _check_column_type(path, canonical, actual, schema.field(actual).type)
     wanted = list(dict.fromkeys(columns.values()))
+    # Text ids come back dictionary-encoded: no string column of every event
+    # is built, and the codes step below does not hash each event again.
+    ids = [
+        columns[c]
+        for c in (USER, ITEM, EVENT)
+        if c in columns and _is_text(schema.field(columns[c]).type)
+    ]
     try:
+        if ids:
+            parquet = pq.ParquetFile(path, read_dictionary=ids)
         table = parquet.read(columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise _parquet_row_group_error(path, parquet, wanted, err) from None
@@ -609,6 +618,10 @@ def _read_json_slow(
 # ----------------------------------------------------------------------------- frame
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column
@@ -637,7 +650,37 @@ def _dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
             for c in column.chunks
         ]
     )
-    return codes, first
+    return _first_appearance_codes(codes, first)
+
+
+def _first_appearance_codes(codes: np.ndarray, values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Renumbers codes so that values are numbered in order of first appearance.
+
+    Users are numbered by first appearance in the file, and a dictionary
+    stored in a Parquet file need not be in that order (nor use every value).
+
+    Example:
+        >>> codes, values = _first_appearance_codes(np.array([1, -1, 0, 1]), pa.array(["a", "b"]))
+        >>> codes.tolist(), values.to_pylist()
+        ([0, -1, 1, 0], ['b', 'a'])
+    """
+    if codes.size == 0:
+        return codes, values.slice(0, 0)
+    # In first-appearance order each new code is one above every code before it.
+    previous = np.maximum.accumulate(codes)
+    high = int(previous[-1])
+    if (
+        high == len(values) - 1
+        and int(codes[0]) <= 0
+        and bool((codes[1:] <= previous[:-1] + 1).all())
+    ):
+        return codes, values
+    present = codes >= 0
+    seen, first_row = np.unique(codes[present], return_index=True)
+    order = seen[np.argsort(first_row, kind="stable")]
+    remap = np.full(len(values) + 1, -1, dtype=np.int32)
+    remap[order] = np.arange(order.size, dtype=np.int32)
+    return remap[codes], values.take(pa.array(order))
 
 
 def _category_series(codes: np.ndarray, values: pa.Array) -> pd.Series:

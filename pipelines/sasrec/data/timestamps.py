@@ -88,6 +88,12 @@ def first_unit_change(values: np.ndarray, usable: np.ndarray) -> tuple[int, str,
         >>> first_unit_change(np.array([1.7e9, 1.7e9 + 1, 1.7e12]), np.ones(3, bool))[:3]
         (2, 'seconds', 'milliseconds')
     """
+    magnitude = np.abs(values[usable & np.isfinite(values)])
+    if magnitude.size < 2:
+        return None
+    low, high = magnitude_unit(np.array([magnitude.min(), magnitude.max()]))
+    if low == high:
+        return None  # every magnitude in one unit's band: the common case, in two passes
     classes = magnitude_unit(values)
     scale = np.asarray([_SCALE[u] for u in _CLASS_UNITS])[classes]
     with np.errstate(invalid="ignore"):
