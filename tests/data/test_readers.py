@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from sasrec.data import readers
+from sasrec.data import delimited_reader
 from sasrec.data.errors import DataError
 from sasrec.data.presets import get_preset, preset_names
 from sasrec.data.reader_options import ReaderOptions
@@ -113,7 +113,7 @@ def test_strict_fails_on_first_bad_timestamp_with_file_line_value(tmp_path):
 
 def test_bad_timestamp_after_the_type_inference_block_is_still_found(tmp_path, monkeypatch):
     # Arrow infers int64 from the first block; a bad value later forces the string re-read.
-    monkeypatch.setattr(readers, "_BLOCK_SIZE", 1 << 10)
+    monkeypatch.setattr(delimited_reader, "BLOCK_SIZE", 1 << 10)
     path = tmp_path / "log.csv"
     path.write_text("user_id,item_id,timestamp\n" + "u1,i1,5\n" * 2000 + "u2,i2,oops\n")
     df, report = load_interactions(path)

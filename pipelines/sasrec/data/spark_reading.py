@@ -33,19 +33,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sasrec.data.column_mapping import resolve_columns
 from sasrec.data.columns import EVENT, ITEM, RATING, TIMESTAMP, USER
 from sasrec.data.errors import DataError
+from sasrec.data.file_format import (
+    SEP_BY_SUFFIX,
+    SNIFF_LINES,
+    base_suffix,
+    detect_format,
+    sniff_sep,
+)
 from sasrec.data.presets import get_preset
 from sasrec.data.reader_options import ReaderOptions
-from sasrec.data.readers import (
-    _REASON_TEXT,
-    _SEP_BY_SUFFIX,
-    _SNIFF_LINES,
-    _base_suffix,
-    _detect_format,
-    _resolve_columns,
-    _sniff_sep,
-)
+from sasrec.data.timestamp_checks import REASON_TEXT
 from sasrec.data.timestamps import _AUTO_THRESHOLDS, MAX_SECONDS, MIN_SECONDS, VALID_RANGE
 
 POS, FILE, LINE, ROW = "_pos", "_file", "_line", "_row"
@@ -67,7 +67,7 @@ def _format(path: str, opts: ReaderOptions) -> str:
     if "://" not in path and local.is_dir():
         files = sorted(p for p in local.iterdir() if p.is_file() and p.name[0] not in "._")
         name = files[0] if files else name
-    return _detect_format(name, opts)
+    return detect_format(name, opts)
 
 
 def _with_positions(spark: Any, frame: Any, header: bool) -> tuple[Any, list[tuple]]:
@@ -137,18 +137,18 @@ def _delimited(spark: Any, path: str, opts: ReaderOptions) -> tuple[Any, dict, d
     from pyspark.sql import functions as F
 
     lines = _text_lines(spark, path, opts)
-    head = [line for line in _head(lines, _SNIFF_LINES + 1) if line]
+    head = [line for line in _head(lines, SNIFF_LINES + 1) if line]
     if not head:
         raise DataError("file has no data lines", path=path)
     from pathlib import PurePath
 
-    sep = opts.sep or _sniff_sep(
-        PurePath(path), head[:_SNIFF_LINES], _SEP_BY_SUFFIX.get(_base_suffix(PurePath(path)))
+    sep = opts.sep or sniff_sep(
+        PurePath(path), head[:SNIFF_LINES], SEP_BY_SUFFIX.get(base_suffix(PurePath(path)))
     )
     header = opts.resolved_header()
     fields = head[0].split(sep)
     names = [f.strip() for f in fields] if header else [f"f{i}" for i in range(len(fields))]
-    columns = _resolve_columns(PurePath(path), opts, names, positional=not header)
+    columns = resolve_columns(PurePath(path), opts, names, positional=not header)
     frame, _ = _with_positions(spark, lines, header)
     value = F.regexp_replace("value", "\r$", "")
     frame = frame.where(~F.col("_is_header") & (value != ""))
@@ -185,7 +185,7 @@ def _json(spark: Any, path: str, opts: ReaderOptions) -> tuple[Any, dict, dict]:
         raise DataError(f"malformed JSON ({err})", path=path, line=1) from None
     from pathlib import PurePath
 
-    columns = _resolve_columns(PurePath(path), opts, list(first), positional=False)
+    columns = resolve_columns(PurePath(path), opts, list(first), positional=False)
     frame, _ = _with_positions(spark, lines, header=False)
     frame = frame.where(F.trim("value") != "")
     selected = {c: F.get_json_object("value", "$." + actual) for c, actual in columns.items()}
@@ -201,7 +201,7 @@ def _parquet(spark: Any, path: str, opts: ReaderOptions) -> tuple[Any, dict, dic
         raise DataError(f"not readable as Parquet: {_first_line(err)}", path=path) from None
     from pathlib import PurePath
 
-    columns = _resolve_columns(PurePath(path), opts, frame.columns, positional=False)
+    columns = resolve_columns(PurePath(path), opts, frame.columns, positional=False)
     frame, _ = _with_positions(spark, frame, header=False)
     selected = {c: F.col(f"`{actual}`") for c, actual in columns.items()}
     return frame, selected, {"columns": columns}
@@ -303,7 +303,7 @@ def read_events(
         for row in shown:
             label = "row" if fmt == "parquet" else "line"
             value = _raw_value(row["_time_text"], fmt, numeric=counts[1] == 0)
-            why = _REASON_TEXT[int(row["_reason"])]
+            why = REASON_TEXT[int(row["_reason"])]
             if opts.strict:
                 line = int(row[LINE]) if label == "line" else None
                 where = "" if line is not None else f" (row {int(row[LINE])})"
