@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -113,6 +114,39 @@ def test_odd_text_log(tmp_path: Path) -> None:
     read = a.report.read
     assert read["missing_ids"] == 1 and read["bad_timestamps"] == 2
     assert [e["line"] for e in read["bad_timestamp_examples"]] == [10, 13]
+
+
+def test_iso_timestamps_as_text_and_as_a_parquet_timestamp_column(tmp_path: Path) -> None:
+    """ISO-8601 text in its usual forms (UTC, an offset, a fraction, a date, a space),
+    one bad value, and the same instants as a typed Parquet column."""
+    day = "2024-01-0{d}"
+    forms = [day + "T10:00:0{s}Z", day + " 12:00:0{s}", day + "T13:00:0{s}.5+02:00", day]
+    rows = [
+        (f"u{u}", f"i{(u + k) % 7}", forms[k % 4].format(d=1 + k % 5, s=u % 10))
+        for u in range(30)
+        for k in range(5)
+    ]
+    rows[7] = (rows[7][0], rows[7][1], "next tuesday")
+    log = tmp_path / "iso.csv"
+    log.write_text("user_id,item_id,timestamp\n" + "".join(",".join(r) + "\n" for r in rows))
+    (tmp_path / "text").mkdir()
+    (tmp_path / "typed").mkdir()
+    a, b = _prepare_both(tmp_path / "text", ["--data", str(log), "--min-user", "2"])
+    _assert_identical(a, b)
+    assert a.report.read["timestamp_unit"] == "iso" and a.report.read["bad_timestamps"] == 1
+    assert a.report.read["bad_timestamp_examples"][0]["value"] == "next tuesday"
+
+    good = [r for i, r in enumerate(rows) if i != 7]
+    instants = pd.to_datetime([r[2] for r in good], format="ISO8601", utc=True)
+    table = pa.table(
+        {"user_id": [r[0] for r in good], "item_id": [r[1] for r in good], "timestamp": instants}
+    )
+    pq.write_table(table, tmp_path / "typed.parquet")
+    c, d = _prepare_both(
+        tmp_path / "typed", ["--data", str(tmp_path / "typed.parquet"), "--min-user", "2"]
+    )
+    _assert_identical(c, d)
+    assert c.sequences == a.sequences
 
 
 def test_glob_of_parquet_files_reads_in_file_then_row_order(tmp_path: Path) -> None:

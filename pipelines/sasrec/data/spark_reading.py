@@ -19,7 +19,7 @@ split (``monotonically_increasing_id`` is consecutive within a partition).
 
 The read report (``DataReport.read``) has the pandas readers' fields. What
 the pandas readers check and this engine does not (compressed or binary
-text, epoch numbers that change unit, ISO-8601 text) is listed in
+text, epoch numbers that change unit) is listed in
 docs/spark.md.
 
 Example:
@@ -255,9 +255,17 @@ def read_events(
     if RATING in selected:
         out.append(F.trim(selected[RATING].cast("string")).try_cast("double").alias(RATING))
     time_raw = selected.get(TIMESTAMP)
+    typed_time = False
     if time_raw is not None:
+        # Text without an offset is UTC, as the pandas readers read it.
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        kind = frame.select(time_raw.alias("_t")).schema["_t"].dataType.typeName()
+        typed_time = kind in ("timestamp", "timestamp_ntz", "date")
+        text = F.trim(time_raw.cast("string"))
+        instant = time_raw.cast("timestamp") if typed_time else F.try_to_timestamp(text)
         out.append(time_raw.cast("string").alias("_time_text"))
-        out.append(F.trim(time_raw.cast("string")).try_cast("double").alias("_time_number"))
+        out.append(text.try_cast("double").alias("_time_number"))
+        out.append((F.unix_micros(instant) / 1e6).alias("_time_iso"))
     frame = frame.select(*out, POS, FILE, LINE, ROW)
     # Parsed once: the counts, the unit, the examples and the pipeline all read
     # this (memory, spilling to the executors' disks), not the files again.
@@ -269,17 +277,16 @@ def read_events(
         frame = frame.withColumn(TIMESTAMP, F.col(ROW).cast("double"))
         reason = F.lit(0)
     else:
-        unit = opts.timestamp_unit
-        if unit == "iso":
-            raise DataError(
-                "ISO-8601 timestamps are read by the pandas engine only (--engine pandas)",
-                path=path,
-            )
+        unit = "iso" if typed_time else opts.timestamp_unit
         number = F.col("_time_number")
         finite = number.isNotNull() & ~F.isnan(number) & (F.abs(number) != float("inf"))
         if unit == "auto":
-            unit = _auto_unit(frame, finite, rows, path)
-        seconds = number * _SCALE[unit]
+            unit = _auto_unit(frame, finite, rows)
+        if unit == "iso":
+            seconds = F.col("_time_iso")
+            finite = seconds.isNotNull()
+        else:
+            seconds = number * _SCALE[unit]
         frame = frame.withColumn(TIMESTAMP, seconds)
         reason = (
             F.when(missing, 0)
@@ -302,7 +309,7 @@ def read_events(
         shown = frame.where(F.col("_reason") > 0).orderBy(POS).limit(limit).collect()
         for row in shown:
             label = "row" if fmt == "parquet" else "line"
-            value = _raw_value(row["_time_text"], fmt, numeric=counts[1] == 0)
+            value = _raw_value(row["_time_text"], fmt, numeric=counts[1] == 0 and unit != "iso")
             why = REASON_TEXT[int(row["_reason"])]
             if opts.strict:
                 line = int(row[LINE]) if label == "line" else None
@@ -322,7 +329,7 @@ def read_events(
         frame.where(F.col(USER).isNotNull()).groupBy(USER).agg(F.min(POS).alias("_first_seen"))
     )
     kept = frame.where(~missing & (F.col("_reason") == 0)).drop(
-        "_reason", "_time_text", "_time_number", ROW, LINE
+        "_reason", "_time_text", "_time_number", "_time_iso", ROW, LINE
     )
     info = {
         "file": path,
@@ -360,22 +367,22 @@ def _raw_value(text: str | None, fmt: str, numeric: bool) -> Any:
     return text
 
 
-def _auto_unit(frame: Any, finite: Any, rows: int, path: str) -> str:
-    """The pandas rule: median magnitude of a strided sample of at most ~100k values."""
+def _auto_unit(frame: Any, finite: Any, rows: int) -> str:
+    """The pandas rule: ISO-8601 when more values parse as dates than as numbers,
+    else the median magnitude of a strided sample of at most ~100k numbers."""
     from pyspark.sql import functions as F
 
+    parsed = frame.agg(
+        F.count(F.when(finite, 1)).alias("numbers"), F.count("_time_iso").alias("dates")
+    ).first()
+    if parsed["dates"] > parsed["numbers"]:
+        return "iso"
     stride = max(1, rows // 100_000)
     sample = frame.where((F.col(ROW) % stride == 0) & finite)
     median = sample.agg(F.percentile(F.abs("_time_number"), 0.5).alias("m")).first()["m"]
     if median is None:
         median = frame.where(finite).agg(F.percentile(F.abs("_time_number"), 0.5)).first()[0]
     if median is None:
-        if frame.where(F.col("_time_text").isNotNull()).limit(1).count():
-            raise DataError(
-                "no timestamp parses as a number; ISO-8601 timestamps are read by the pandas "
-                "engine only (--engine pandas)",
-                path=path,
-            )
         return "s"
     for threshold, unit in _AUTO_THRESHOLDS:
         if median >= threshold:
