@@ -91,12 +91,16 @@ class MarkovRecommender:
         offsets_, flat = fit_input_to_csr(sequences, offsets, items, self.num_items)
         return self.fit_parts([(offsets_, flat)])
 
-    def fit_parts(self, parts: Iterable[tuple[ArrayLike, ArrayLike]]) -> MarkovRecommender:
+    def fit_parts(
+        self, parts: Iterable[tuple[ArrayLike, ArrayLike]], sources: ArrayLike | None = None
+    ) -> MarkovRecommender:
         """:meth:`fit` on training sequences that arrive in parts, e.g. one file at a time.
 
         Each part is ``(offsets, items)`` CSR; the result equals :meth:`fit`
         on all parts' sequences joined, and memory grows with the distinct
-        pairs, not with the events.
+        pairs, not with the events. With ``sources`` only the transitions out
+        of those items are kept: enough to score histories that end in one
+        of them (an evaluation's), with memory bounded by their rows.
 
         Example:
             >>> import numpy as np
@@ -108,12 +112,18 @@ class MarkovRecommender:
         merged = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         pending: list[tuple[np.ndarray, np.ndarray]] = []
         popularity = np.zeros(width, dtype=np.int64)
+        wanted = None
+        if sources is not None:
+            wanted = np.zeros(width, dtype=bool)
+            wanted[np.asarray(sources, dtype=np.int64)] = True
         for part_offsets, part_items in parts:
             offsets_, flat = check_csr(part_offsets, part_items, self.num_items)
             # A pair (p, p + 1) is a transition unless p + 1 starts a new sequence.
             starts = np.zeros(flat.size + 1, dtype=bool)
             starts[offsets_[:-1]] = True
             inside = ~starts[1 : flat.size]
+            if wanted is not None:
+                inside &= wanted[flat[:-1]]
             keys = flat[:-1][inside] * width + flat[1:][inside]
             pending.append(np.unique(keys, return_counts=True))
             popularity += np.bincount(flat, minlength=width).astype(np.int64)

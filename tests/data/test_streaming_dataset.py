@@ -76,7 +76,7 @@ def _dataset(stream: PreparedStream, **overrides):
     settings.update(overrides)
     files = [str(f) for f in stream.files]
     return make_streaming_dataset(
-        files, lambda f: stream.file_windows(f, MAX_LEN), windows, **settings
+        files, lambda f: stream.file_windows(f, MAX_LEN, users=4), windows, **settings
     )
 
 
@@ -189,6 +189,11 @@ def test_cases_and_baselines_equal_the_in_memory_split(prepared: Path) -> None:
         np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name))
     pop = PopularityRecommender(NUM_ITEMS).fit_parts(stream.train_parts())
     np.testing.assert_array_equal(pop.counts, whole.popularity)
+    # Only the rows an evaluation scores: the same scores for histories ending there.
+    histories = np.array([[0, 3, 7], [5, 1, 2], [0, 0, 7]], np.int32)
+    rows = MarkovRecommender(NUM_ITEMS).fit_parts(stream.train_parts(), sources=[2, 7])
+    np.testing.assert_array_equal(rows(histories), whole(histories))
+    assert rows.transition_counts.size < whole.transition_counts.size
 
 
 def test_a_bad_or_missing_shard_is_named(prepared: Path, tmp_path: Path) -> None:

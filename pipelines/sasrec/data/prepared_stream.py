@@ -8,7 +8,7 @@ users and then only the chosen users' sequences::
 
     stream = PreparedStream.open("prep/")
     windows, positions = stream.epoch_size(max_len=50)
-    inputs, positives = stream.file_windows(stream.files[0], max_len=50)
+    for inputs, positives in stream.file_windows(stream.files[0], max_len=50): ...
     cases = stream.cases("test", np.array([0, 5, 9]))   # the 1st, 6th and 10th test users
 """
 
@@ -35,6 +35,20 @@ from sasrec.data.windows import training_windows, window_counts
 from sasrec.vocabulary import ItemVocabulary
 
 _CASE_COLUMNS = {"valid": layout.VALID_LENGTH, "test": layout.TEST_LENGTH}
+# Users whose windows are made at once: about 4 MB of windows at width 50.
+USERS_PER_READ = 8192
+
+
+def _train_prefixes(table: pa.Table) -> UserSequences:
+    """The training prefixes of a table's users (``items``, ``train_length``), in row order."""
+    column = table.column(layout.ITEMS).combine_chunks()
+    items = column.flatten().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(column) + 1, dtype=np.int64)
+    np.cumsum(column.value_lengths().to_numpy(zero_copy_only=False), out=offsets[1:])
+    train = table.column(layout.TRAIN_LENGTH).to_numpy().astype(np.int64)
+    users = np.flatnonzero(train > 0)
+    whole = UserSequences(np.full(len(column), "", dtype=object), offsets, items)
+    return whole.prefixes(users, train[users])
 
 
 def read_shard(file: str | os.PathLike, columns: list[str]) -> pa.Table:
@@ -116,19 +130,24 @@ class PreparedStream:
 
     def train_sequences(self, file: str | os.PathLike) -> UserSequences:
         """The training prefixes of one file's users, in file order (users without one left out)."""
-        table = read_shard(file, [layout.ITEMS, layout.TRAIN_LENGTH])
-        column = table.column(layout.ITEMS).combine_chunks()
-        items = column.flatten().to_numpy(zero_copy_only=False)
-        offsets = np.zeros(len(column) + 1, dtype=np.int64)
-        np.cumsum(column.value_lengths().to_numpy(zero_copy_only=False), out=offsets[1:])
-        train = table.column(layout.TRAIN_LENGTH).to_numpy().astype(np.int64)
-        users = np.flatnonzero(train > 0)
-        whole = UserSequences(np.full(len(column), "", dtype=object), offsets, items)
-        return whole.prefixes(users, train[users])
+        return _train_prefixes(read_shard(file, [layout.ITEMS, layout.TRAIN_LENGTH]))
 
-    def file_windows(self, file: str | os.PathLike, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(inputs, positives)`` training windows of one file's users (the in-memory rule)."""
-        return training_windows(self.train_sequences(file), max_len)
+    def file_windows(
+        self, file: str | os.PathLike, max_len: int, users: int = USERS_PER_READ
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(inputs, positives)`` training windows of one file's users, ``users`` at a time.
+
+        The in-memory rule (:func:`~sasrec.data.windows.training_windows`);
+        reading a slice of users at a time bounds the arrays a file makes.
+        """
+        try:
+            batches = pq.ParquetFile(file).iter_batches(
+                batch_size=users, columns=[layout.ITEMS, layout.TRAIN_LENGTH]
+            )
+            for batch in batches:
+                yield training_windows(_train_prefixes(pa.Table.from_batches([batch])), max_len)
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"unreadable PREPARED shard ({err})", path=file) from err
 
     def train_parts(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(offsets, items)`` of each file's training sequences, one file at a time."""

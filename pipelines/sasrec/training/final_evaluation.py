@@ -86,7 +86,7 @@ def evaluate_split(
     cases = prepared.cases(which, chosen)
     histories = [cases.history(i) for i in range(len(cases))]
     targets = cases.targets
-    scorers = {"sasrec": Scorer(model), **prepared.baselines(num_items)}
+    scorers = {"sasrec": Scorer(model), **prepared.baselines(num_items, histories)}
     result: dict[str, Any] = {"cases": which, "num_users": len(chosen)}
     if len(chosen) < total:
         result["users_sampled"] = {"evaluated": len(chosen), "of": total, "seed": seed}

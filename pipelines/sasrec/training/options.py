@@ -121,7 +121,7 @@ class TrainOptions:
             NDCG@10 0.386 against 0.381 after 8 epochs on Games).
         shuffle_buffer: Training from a PREPARED folder (``--prepared``)
             streams its shard files; this many windows are shuffled at a
-            time (100,000 windows of width 50 hold 40 MB), and the
+            time (100,000 windows of width 50 took about 90 MB), and the
             length-sorting chunks of ``chunk_batches`` batches are cut from
             that stream. Training from a log shuffles all windows at once.
         steps_per_execution: Train steps per call into TensorFlow (Keras'

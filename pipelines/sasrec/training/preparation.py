@@ -61,14 +61,20 @@ class Prepared:
         histories = cases.histories.prefixes(np.asarray(ranks), cases.histories.lengths[ranks])
         return EvalSet(histories, cases.targets[ranks], cases.target_timestamps[ranks])
 
-    def baselines(self, num_items: int) -> dict[str, Any]:
-        """The popularity and first-order Markov baselines fitted on the training sequences."""
+    def baselines(self, num_items: int, histories: list[np.ndarray]) -> dict[str, Any]:
+        """The popularity and first-order Markov baselines fitted on the training sequences.
+
+        From a PREPARED folder the Markov chain keeps only the rows of the
+        ``histories``' last items (the ones it will score): its memory
+        follows the evaluated users, not the log.
+        """
         from sasrec.evaluation import MarkovRecommender, PopularityRecommender
 
         if self.split is None:
+            last = np.unique([h[-1] for h in histories if h.size]).astype(np.int64)
             return {
                 "popularity": PopularityRecommender(num_items).fit_parts(self.stream.train_parts()),
-                "markov": MarkovRecommender(num_items).fit_parts(self.stream.train_parts()),
+                "markov": MarkovRecommender(num_items).fit_parts(self.stream.train_parts(), last),
             }
         train = self.split.train
         return {
