@@ -21,7 +21,7 @@ from sasrec.data.prepared import (
 )
 from sasrec.data.prepared_stream import PreparedStream
 from sasrec.data.splitting import leave_one_out
-from sasrec.data.streaming_dataset import make_streaming_dataset
+from sasrec.data.streaming_dataset import make_streaming_dataset, shard_read_errors
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows
 from sasrec.evaluation import MarkovRecommender, PopularityRecommender
@@ -208,3 +208,19 @@ def test_a_bad_or_missing_shard_is_named(prepared: Path, tmp_path: Path) -> None
     victim.unlink()
     with pytest.raises(DataError, match=f"{victim}: PREPARED shard listed in manifest.json"):
         PreparedStream.open(copy)
+
+
+def test_a_shard_that_fails_mid_epoch_is_a_data_error_naming_it(
+    prepared: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy)
+    stream = PreparedStream.open(copy)
+    dataset = _dataset(stream)
+    stream.files[1].write_bytes(b"gone bad after the folder was opened")
+    message = f"{stream.files[1]}: unreadable PREPARED shard"
+    with pytest.raises(DataError, match=message), shard_read_errors():
+        for _ in dataset:
+            pass

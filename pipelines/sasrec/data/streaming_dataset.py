@@ -23,8 +23,10 @@ shuffles from ``seed``: the same seed gives the same batches.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +40,7 @@ from sasrec.data.dataset import (
     packed_batches,
     packed_types,
 )
+from sasrec.data.errors import DataError
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -151,3 +154,22 @@ def make_streaming_dataset(
     # As in memory: the autotune thread made the next epoch wait for its exit.
     options.autotune.enabled = False
     return dataset.prefetch(prefetch).with_options(options)
+
+
+@contextlib.contextmanager
+def shard_read_errors() -> Iterator[None]:
+    """A shard file that fails while an epoch streams it: :class:`DataError` naming the file.
+
+    ``tf.data`` wraps an exception of the reading Python code in a
+    ``tf.errors.OpError``; the file's error was a ``DataError`` (bad input,
+    exit code 2), so it becomes one again, with the message that names the file.
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as err:
+        found = re.search(r"DataError: (.*unreadable PREPARED shard.*)", err.message)
+        if found is None:
+            raise
+        raise DataError(found.group(1)) from None

@@ -30,6 +30,7 @@ import numpy as np
 from sasrec.artifact import publish_version, save_model_dir
 from sasrec.config import SASRecConfig
 from sasrec.data.dataset import make_training_dataset
+from sasrec.data.streaming_dataset import shard_read_errors
 from sasrec.data.windows import training_windows
 from sasrec.models import SASRec
 from sasrec.optimizers import FusedAdam
@@ -179,7 +180,7 @@ def _run_locked(
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    with distribution.worker_faults():
+    with distribution.worker_faults(), shard_read_errors():
         model.fit(
             dataset,
             epochs=train.epochs,
