@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from sasrec.evaluation._sequences import (
     Sequences,
+    check_csr,
     check_histories,
     check_num_items,
     fit_input_to_csr,
@@ -86,19 +89,56 @@ class MarkovRecommender:
             ``self``.
         """
         offsets_, flat = fit_input_to_csr(sequences, offsets, items, self.num_items)
+        return self.fit_parts([(offsets_, flat)])
+
+    def fit_parts(
+        self, parts: Iterable[tuple[ArrayLike, ArrayLike]], sources: ArrayLike | None = None
+    ) -> MarkovRecommender:
+        """:meth:`fit` on training sequences that arrive in parts, e.g. one file at a time.
+
+        Each part is ``(offsets, items)`` CSR; the result equals :meth:`fit`
+        on all parts' sequences joined, and memory grows with the distinct
+        pairs, not with the events. With ``sources`` only the transitions out
+        of those items are kept: enough to score histories that end in one
+        of them (an evaluation's), with memory bounded by their rows.
+
+        Example:
+            >>> import numpy as np
+            >>> parts = [([0, 4], [1, 2, 1, 3]), ([0, 2], [1, 2])]
+            >>> MarkovRecommender(num_items=3).fit_parts(parts).transitions_from(1)
+            (array([2, 3], dtype=int32), array([2, 1]))
+        """
         width = self.num_items + 1
-        # A pair (p, p + 1) is a transition unless p + 1 starts a new sequence.
-        starts = np.zeros(flat.size + 1, dtype=bool)
-        starts[offsets_[:-1]] = True
-        inside = ~starts[1 : flat.size]
-        keys = flat[:-1][inside] * width + flat[1:][inside]
-        pairs, counts = np.unique(keys, return_counts=True)
+        merged = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        pending: list[tuple[np.ndarray, np.ndarray]] = []
+        popularity = np.zeros(width, dtype=np.int64)
+        wanted = None
+        if sources is not None:
+            wanted = np.zeros(width, dtype=bool)
+            wanted[np.asarray(sources, dtype=np.int64)] = True
+        for part_offsets, part_items in parts:
+            offsets_, flat = check_csr(part_offsets, part_items, self.num_items)
+            # A pair (p, p + 1) is a transition unless p + 1 starts a new sequence.
+            starts = np.zeros(flat.size + 1, dtype=bool)
+            starts[offsets_[:-1]] = True
+            inside = ~starts[1 : flat.size]
+            if wanted is not None:
+                inside &= wanted[flat[:-1]]
+            keys = flat[:-1][inside] * width + flat[1:][inside]
+            pending.append(np.unique(keys, return_counts=True))
+            popularity += np.bincount(flat, minlength=width).astype(np.int64)
+            # Merged once the pending pairs outnumber the merged ones: each pair
+            # is re-sorted O(log parts) times, not once per part.
+            if sum(p.size for p, _ in pending) > merged[0].size:
+                merged = _merge_counts([merged, *pending])
+                pending.clear()
+        pairs, counts = _merge_counts([merged, *pending])
         sources = pairs // width
         self.next_items = (pairs % width).astype(np.int32)
-        self.transition_counts = counts.astype(np.int64)
+        self.transition_counts = counts
         self.indptr = np.zeros(width + 1, dtype=np.int64)
         np.cumsum(np.bincount(sources, minlength=width), out=self.indptr[1:])
-        self.popularity = np.bincount(flat, minlength=width).astype(np.int64)
+        self.popularity = popularity
         top = self.popularity.max()
         base = self.tie_break_weight * self.popularity / (top if top > 0 else 1)
         base[0] = -np.inf
@@ -134,3 +174,12 @@ class MarkovRecommender:
     def _check_fitted(self) -> None:
         if self.indptr is None:
             raise RuntimeError("MarkovRecommender is not fitted: call fit() first")
+
+
+def _merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys of ``(keys, counts)`` parts and their summed counts."""
+    keys = np.concatenate([k for k, _ in parts])
+    unique, where = np.unique(keys, return_inverse=True)
+    # float64 weights are exact for counts below 2**53.
+    weights = np.concatenate([c for _, c in parts]).astype(np.float64)
+    return unique, np.bincount(where, weights=weights, minlength=unique.size).astype(np.int64)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from sasrec.evaluation._sequences import (
     Sequences,
+    check_csr,
     check_histories,
     check_num_items,
     fit_input_to_csr,
@@ -57,7 +60,21 @@ class PopularityRecommender:
             ``self``.
         """
         _, flat = fit_input_to_csr(sequences, offsets, items, self.num_items)
-        self.counts = np.bincount(flat, minlength=self.num_items + 1).astype(np.int64)
+        return self.fit_parts([(np.array([0, flat.size]), flat)])
+
+    def fit_parts(self, parts: Iterable[tuple[ArrayLike, ArrayLike]]) -> PopularityRecommender:
+        """:meth:`fit` on ``(offsets, items)`` CSR parts, e.g. one file at a time.
+
+        Example:
+            >>> pop = PopularityRecommender(3).fit_parts([([0, 2], [1, 2]), ([0, 1], [2])])
+            >>> pop.counts.tolist()
+            [0, 1, 2, 0]
+        """
+        counts = np.zeros(self.num_items + 1, dtype=np.int64)
+        for part_offsets, part_items in parts:
+            _, flat = check_csr(part_offsets, part_items, self.num_items)
+            counts += np.bincount(flat, minlength=self.num_items + 1).astype(np.int64)
+        self.counts = counts
         return self
 
     def __call__(self, histories: ArrayLike) -> np.ndarray:

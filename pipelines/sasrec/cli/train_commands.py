@@ -94,7 +94,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     evaluation = evaluate_split(
         artifact.model,
-        prepared.split,
+        prepared,
         artifact.config.num_items,
         artifact.config.max_len,
         which=args.cases,

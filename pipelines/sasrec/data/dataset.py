@@ -323,7 +323,7 @@ def make_training_dataset(
     lengths = (positives != PAD_ID).sum(axis=1)
     batches = len(inputs) // batch_size if drop_remainder else -(-len(inputs) // batch_size)
     epochs = itertools.count()
-    keys = ["item_ids", "positives"] + (["negatives"] if num_negatives > 0 else [])
+    keys = batch_keys(num_negatives)
 
     ahead: dict[int, tuple[threading.Thread, list]] = {}
 
@@ -366,26 +366,68 @@ def make_training_dataset(
                 pad_remainder=pad_remainder,
             )
         )
-        out = [
-            np.array([b["item_ids"].shape[0] for b in planned], np.int64),
-            np.array([b["item_ids"].shape[1] for b in planned], np.int64),
-        ]
-        for key in keys:
-            out.append(np.concatenate([b[key].ravel() for b in planned]).astype(np.int32))
-            out.append(np.array([b[key].size for b in planned], np.int64))
-        return tuple(out)
+        return pack_batches(planned, keys)
 
     def epoch(_: Any) -> tf.data.Dataset:
-        types = [tf.int64, tf.int64] + [tf.int32, tf.int64] * len(keys)
-        values = tf.numpy_function(epoch_arrays, [], types, stateful=True)
-        for value in values:
-            value.set_shape((None,))
-        rows, widths = values[0], values[1]
-        parts = [
-            tf.RaggedTensor.from_row_lengths(values[2 + 2 * j], values[3 + 2 * j])
-            for j in range(len(keys))
-        ]
-        return tf.data.Dataset.from_tensor_slices((rows, widths, *parts))
+        values = tf.numpy_function(epoch_arrays, [], packed_types(keys), stateful=True)
+        return packed_batches(values)
+
+    unpack = batch_unpacker(num_negatives, negatives_per_sequence)
+    dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch).map(unpack)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    options = tf.data.Options()
+    # Nothing here is tunable (the prefetch depth is fixed), and the autotune
+    # thread of an epoch's iterator made the next epoch wait for its exit:
+    # 16-41 s at the start of epoch 2 in about half of the Games runs, with
+    # the main thread blocked in the old iterator's destructor (seen in gdb).
+    options.autotune.enabled = False
+    return dataset.prefetch(prefetch).with_options(options)
+
+
+def batch_keys(num_negatives: int) -> list[str]:
+    """The keys of a training batch (``negatives`` only for the sampled losses)."""
+    return ["item_ids", "positives"] + (["negatives"] if num_negatives > 0 else [])
+
+
+def pack_batches(planned: list[dict[str, np.ndarray]], keys: list[str]) -> tuple[np.ndarray, ...]:
+    """Batches as flat arrays for one ``tf.numpy_function`` call (:func:`packed_batches`).
+
+    ``(rows, widths, values_1, sizes_1, values_2, sizes_2, ...)``: each
+    batch's shape, then per key its values of every batch concatenated and
+    each batch's number of values.
+    """
+    out = [
+        np.array([b["item_ids"].shape[0] for b in planned], np.int64),
+        np.array([b["item_ids"].shape[1] for b in planned], np.int64),
+    ]
+    for key in keys:
+        out.append(np.concatenate([b[key].ravel() for b in planned]).astype(np.int32))
+        out.append(np.array([b[key].size for b in planned], np.int64))
+    return tuple(out)
+
+
+def packed_types(keys: list[str]) -> list[Any]:
+    """The ``tf.numpy_function`` output types of :func:`pack_batches`."""
+    import tensorflow as tf
+
+    return [tf.int64, tf.int64] + [tf.int32, tf.int64] * len(keys)
+
+
+def packed_batches(values: list[Any]) -> tf.data.Dataset:
+    """One element per batch of :func:`pack_batches`' tensors: ``(rows, widths, *ragged)``."""
+    import tensorflow as tf
+
+    for value in values:
+        value.set_shape((None,))
+    parts = [
+        tf.RaggedTensor.from_row_lengths(values[j], values[j + 1]) for j in range(2, len(values), 2)
+    ]
+    return tf.data.Dataset.from_tensor_slices((values[0], values[1], *parts))
+
+
+def batch_unpacker(num_negatives: int, negatives_per_sequence: bool) -> Any:
+    """The ``map`` function from a :func:`packed_batches` element to the batch dict."""
+    import tensorflow as tf
 
     def unpack(rows: Any, widths: Any, *parts: Any) -> dict[str, Any]:
         batch = {
@@ -402,12 +444,4 @@ def make_training_dataset(
                 batch["negatives"].set_shape((None, None, num_negatives))
         return batch
 
-    dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch).map(unpack)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    options = tf.data.Options()
-    # Nothing here is tunable (the prefetch depth is fixed), and the autotune
-    # thread of an epoch's iterator made the next epoch wait for its exit:
-    # 16-41 s at the start of epoch 2 in about half of the Games runs, with
-    # the main thread blocked in the old iterator's destructor (seen in gdb).
-    options.autotune.enabled = False
-    return dataset.prefetch(prefetch).with_options(options)
+    return unpack

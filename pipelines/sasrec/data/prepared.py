@@ -38,6 +38,8 @@ from sasrec.data.user_sequences import UserSequences
 from sasrec.io import atomic_write_text, staging_directory
 from sasrec.vocabulary import ItemVocabulary
 
+# Manifest key: users per training length (see length_histogram).
+TRAIN_LENGTHS = "train_lengths"
 _SUMMARY_COUNTS = ("train_users", "train_events", "valid_users", "test_users")
 
 SCHEMA = pa.schema(
@@ -236,6 +238,8 @@ def publish_prepared(
             "shards": shards,
             "rows_per_file": rows_per_file,
             "files": files,
+            # Streaming training knows each epoch's windows and positions from this.
+            TRAIN_LENGTHS: length_histogram([tmp / f for f in files]),
         }
         atomic_write_text(tmp / layout.MANIFEST, json.dumps(manifest, indent=2) + "\n")
         os.rename(tmp, out)
@@ -267,6 +271,45 @@ def write_prepared(
         shards=shards,
         rows_per_file=rows_per_file,
     )
+
+
+def length_histogram(files: list[Path]) -> dict[str, list[int]]:
+    """Users per training length over ``files``, from their ``train_length`` column only.
+
+    ``{"length": [...], "users": [...]}``, lengths ascending, users > 0 each.
+    """
+    counts = np.zeros(1, dtype=np.int64)
+    for file in files:
+        lengths = _file_column(file, layout.TRAIN_LENGTH)
+        found = np.bincount(np.maximum(lengths, 0))
+        if found.size > counts.size:
+            counts = np.pad(counts, (0, found.size - counts.size))
+        counts[: found.size] += found
+    present = np.flatnonzero(counts)
+    return {"length": present.tolist(), "users": counts[present].tolist()}
+
+
+def train_length_counts(path: str | os.PathLike) -> np.ndarray:
+    """``int64`` users per training length (index = length) of a PREPARED folder.
+
+    From the manifest; a folder written before the manifest held it is read
+    for its ``train_length`` column alone (one integer per user).
+    """
+    manifest = read_manifest(path)
+    histogram = manifest.get(TRAIN_LENGTHS) or length_histogram(shard_files(path))
+    lengths = np.asarray(histogram["length"], dtype=np.int64)
+    counts = np.zeros(int(lengths.max(initial=0)) + 1, dtype=np.int64)
+    counts[lengths] = histogram["users"]
+    return counts
+
+
+def _file_column(file: Path, name: str) -> np.ndarray:
+    """One integer column of a shard file as ``int64``; a clear error naming a bad file."""
+    try:
+        table = pq.read_table(file, columns=[name], partitioning=None)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"unreadable PREPARED shard ({err})", path=file) from err
+    return table.column(name).to_numpy().astype(np.int64)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:

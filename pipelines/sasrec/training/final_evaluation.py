@@ -17,6 +17,9 @@ import numpy as np
 MAX_EVAL_SCORES = 10**10
 # Past this many scores per protocol each scorer's pass gets a progress line.
 PROGRESS_SCORES = 10**8
+# From a PREPARED folder the automatic limit also stops here: the chosen
+# users' histories are read into memory, and the log may be any size.
+STREAM_EVAL_USERS = 100_000
 
 
 def eval_user_limit(num_users: int, num_items: int, max_users: int = 0) -> int:
@@ -34,7 +37,7 @@ def eval_user_limit(num_users: int, num_items: int, max_users: int = 0) -> int:
 
 def evaluate_split(
     model: Any,
-    split: Any,
+    data: Any,
     num_items: int,
     max_len: int,
     *,
@@ -51,6 +54,9 @@ def evaluate_split(
     training sequences as the model and evaluated on the same cases.
 
     Args:
+        data: A ``Split``, or a :class:`~sasrec.training.preparation.Prepared`
+            (from a PREPARED folder only the evaluated users' sequences are
+            read, and the automatic limit stops at :data:`STREAM_EVAL_USERS`).
         max_users: At most this many cases, a seeded sample in user order
             (0: :func:`eval_user_limit`'s automatic limit). The result's
             ``"users_sampled"`` says how many of how many; the CIs are a
@@ -60,37 +66,30 @@ def evaluate_split(
             after each scorer's pass with its seconds (e.g. ``print``).
     """
     from sasrec.engines.scorer import Scorer
-    from sasrec.evaluation import (
-        MarkovRecommender,
-        PopularityRecommender,
-        evaluate_full_ranking,
-        evaluate_sampled,
-    )
+    from sasrec.evaluation import evaluate_full_ranking, evaluate_sampled
+    from sasrec.training.preparation import Prepared, sample_ranks
 
+    prepared = data if isinstance(data, Prepared) else Prepared(None, data, None)
     say = progress or (lambda _line: None)
-    cases = split.test if which == "test" else split.valid
-    chosen = np.arange(len(cases))
-    limit = eval_user_limit(len(cases), num_items, max_users)
-    if limit < len(cases):
-        chosen = np.sort(np.random.default_rng(seed).choice(chosen, size=limit, replace=False))
+    total = prepared.num_cases(which)
+    limit = eval_user_limit(total, num_items, max_users)
+    if prepared.stream is not None and max_users == 0:
+        limit = min(limit, STREAM_EVAL_USERS)
+    if limit < total:
         say(
-            f"final evaluation on {limit:,} of {len(cases):,} users (a seeded sample: "
-            f"{len(cases):,} × {num_items + 1:,} scores pass {MAX_EVAL_SCORES:.0e} per protocol "
-            "or --max-eval-users; the 95% CIs include the sampling)"
+            f"final evaluation on {limit:,} of {total:,} users (a seeded sample: "
+            f"{total:,} × {num_items + 1:,} scores pass {MAX_EVAL_SCORES:.0e} per protocol, "
+            f"--max-eval-users or, from a PREPARED folder, {STREAM_EVAL_USERS:,} users; "
+            "the 95% CIs include the sampling)"
         )
-    histories = [cases.history(int(i)) for i in chosen]
-    targets = cases.targets[chosen]
-    train = split.train
-    scorers = {
-        "sasrec": Scorer(model),
-        "popularity": PopularityRecommender(num_items).fit(
-            offsets=train.offsets, items=train.items
-        ),
-        "markov": MarkovRecommender(num_items).fit(offsets=train.offsets, items=train.items),
-    }
+    chosen = sample_ranks(total, limit, seed)
+    cases = prepared.cases(which, chosen)
+    histories = [cases.history(i) for i in range(len(cases))]
+    targets = cases.targets
+    scorers = {"sasrec": Scorer(model), **prepared.baselines(num_items, histories)}
     result: dict[str, Any] = {"cases": which, "num_users": len(chosen)}
-    if len(chosen) < len(cases):
-        result["users_sampled"] = {"evaluated": len(chosen), "of": len(cases), "seed": seed}
+    if len(chosen) < total:
+        result["users_sampled"] = {"evaluated": len(chosen), "of": total, "seed": seed}
     cost = f"{len(chosen):,} users × {num_items + 1:,} items"
 
     slow = len(chosen) * (num_items + 1) >= PROGRESS_SCORES

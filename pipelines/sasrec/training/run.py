@@ -30,6 +30,7 @@ import numpy as np
 from sasrec.artifact import publish_version, save_model_dir
 from sasrec.config import SASRecConfig
 from sasrec.data.dataset import make_training_dataset
+from sasrec.data.streaming_dataset import shard_read_errors
 from sasrec.data.windows import training_windows
 from sasrec.models import SASRec
 from sasrec.optimizers import FusedAdam
@@ -146,13 +147,20 @@ def _run_locked(
     else:
         config, rest = warm_config(base.config, model_overrides, prepared.vocabulary.num_items)
         config = config.replace(**rest)
-    inputs, positives = training_windows(prepared.split.train, config.max_len)
     # The epoch plan cuts global batches; each replica trains on its slice.
     global_batch = distribution.global_batch(train.batch_size)
-    config = _with_loss_denominator(config, positives, train, global_batch)
-    dataset = shard_dataset(
-        _training_dataset(inputs, positives, config, train, global_batch), distribution
-    )
+    if prepared.stream is None:
+        inputs, positives = training_windows(prepared.split.train, config.max_len)
+        windows = len(inputs)
+        per_batch = mean_positions_per_batch(positives, global_batch)
+        training_input = _training_dataset(inputs, positives, config, train, global_batch)
+        del inputs, positives  # the dataset holds them
+    else:
+        windows, positions = prepared.stream.epoch_size(config.max_len)
+        per_batch = positions / max(-(-windows // global_batch), 1)
+        training_input = _streaming_dataset(prepared.stream, windows, config, train, global_batch)
+    config = _with_loss_denominator(config, per_batch, train)
+    dataset = shard_dataset(training_input, distribution)
     if distribution.strategy is not None:
         _say(train, f"{distribution.describe()}; global batch {global_batch:,}")
 
@@ -172,7 +180,7 @@ def _run_locked(
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    with distribution.worker_faults():
+    with distribution.worker_faults(), shard_read_errors():
         model.fit(
             dataset,
             epochs=train.epochs,
@@ -187,7 +195,7 @@ def _run_locked(
 
     evaluation = evaluate_split(
         model,
-        prepared.split,
+        prepared,
         config.num_items,
         config.max_len,
         which="test",
@@ -204,7 +212,7 @@ def _run_locked(
         evaluation,
         validation,
         run_history,
-        len(inputs),
+        windows,
         data,
         config,
         train,
@@ -312,20 +320,21 @@ def _say(train: TrainOptions, text: str) -> None:
 def _show_data(prepared: Prepared, train: TrainOptions) -> None:
     report = prepared.report
     _say(train, report.to_text() if hasattr(report, "to_text") else "")
-    _say(train, f"split: {json.dumps(prepared.split.summary())}")
+    _say(train, f"split: {json.dumps(prepared.split_summary())}")
 
 
 def _with_loss_denominator(
-    config: SASRecConfig, positives: np.ndarray, train: TrainOptions, global_batch: int
+    config: SASRecConfig, per_batch: float, train: TrainOptions
 ) -> SASRecConfig:
     """Under ``loss_normalization="epoch"`` every position of an epoch weighs the same.
 
-    The denominator is per global batch: each replica divides its share of
-    the summed losses by it and the replicas' gradients are summed, which is
-    the one-device gradient of the global batch.
+    ``per_batch``: the epoch's valid positions per global batch. The
+    denominator is per global batch: each replica divides its share of the
+    summed losses by it and the replicas' gradients are summed, which is the
+    one-device gradient of the global batch.
     """
     if train.loss_normalization == "epoch" and config.loss_denominator is None:
-        return config.replace(loss_denominator=mean_positions_per_batch(positives, global_batch))
+        return config.replace(loss_denominator=per_batch)
     return config
 
 
@@ -349,6 +358,34 @@ def _training_dataset(
         exclude_seen=train.exclude_seen_negatives,
         bucket_multiple=train.bucket_multiple,
         chunk_batches=train.chunk_batches,
+    )
+
+
+def _streaming_dataset(
+    stream: Any, windows: int, config: SASRecConfig, train: TrainOptions, global_batch: int
+) -> Any:
+    """The training batches streamed from a PREPARED folder's shard files.
+
+    Under ``--strategy multi-worker`` every worker streams every file with
+    the same seed and keeps its replicas' slices of each global batch
+    (:func:`shard_dataset`), so all workers run the same steps.
+    """
+    from sasrec.data.streaming_dataset import make_streaming_dataset
+
+    return make_streaming_dataset(
+        [str(f) for f in stream.files],
+        lambda file: stream.file_windows(file, config.max_len),
+        windows,
+        max_len=config.max_len,
+        num_items=config.num_items,
+        batch_size=global_batch,
+        num_negatives=0 if config.loss == "softmax" else config.num_negatives,
+        seed=train.seed,
+        shuffle_buffer=train.shuffle_buffer,
+        chunk_batches=train.chunk_batches,
+        bucket_multiple=train.bucket_multiple,
+        negatives_per_sequence=config.num_negatives > 1,
+        exclude_seen=train.exclude_seen_negatives,
     )
 
 
@@ -382,7 +419,7 @@ def _compiled_model(
 def _validation(
     prepared: Prepared, config: SASRecConfig, train: TrainOptions, checkpoint: Path
 ) -> ValidationCallback:
-    histories, targets = validation_sample(prepared.split, train.max_valid_users, train.seed)
+    histories, targets = validation_sample(prepared, train.max_valid_users, train.seed)
     return ValidationCallback(
         histories,
         targets,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-
 from sasrec.artifact import (
     DATA_STATS_FILE,
     HISTORY_FILE,
@@ -48,8 +46,7 @@ def version_files(
     ``fit_seconds`` count the earlier attempts up to their last checkpoint.
     """
     history = run_history.history()
-    split = prepared.split
-    counts = np.bincount(split.train.items, minlength=config.num_items + 1)
+    counts = prepared.train_item_counts()
     return {
         METRICS_FILE: {
             "summary": summarize(evaluation),
@@ -57,7 +54,7 @@ def version_files(
             "validation": validation.records,
             "test": evaluation,
         },
-        DATA_STATS_FILE: {"report": prepared.report.to_dict(), "split": split.summary()},
+        DATA_STATS_FILE: {"report": prepared.report.to_dict(), "split": prepared.split_summary()},
         HISTORY_FILE: {
             **{k: [float(v) for v in vals] for k, vals in history.items()},
             "epoch_seconds": run_history.epoch_seconds(),
