@@ -44,7 +44,13 @@ def test_training_seeds_share_the_evaluation_draws_of_one_eval_seed(tmp_path: Pa
     versions = []
     for seed in (1, 2):
         train = TrainOptions(
-            epochs=1, verbose=0, tensorboard=False, bootstrap=10, seed=seed, eval_seed=EVAL_SEED
+            epochs=1,
+            verbose=0,
+            tensorboard=False,
+            bootstrap=10,
+            seed=seed,
+            eval_seed=EVAL_SEED,
+            bucket_multiple=10,  # one batch width: one XLA compile per run
         )
         versions.append(run_training(tmp_path / f"seed{seed}", data, MODEL, train))
     first, second = (_sampled(v, "popularity") for v in versions)

@@ -13,17 +13,18 @@ from sasrec.training.loss_choice import SOFTMAX_MAX_ITEMS, choose_loss
 AMPLE = 10**12
 
 
-@pytest.mark.parametrize("num_items", [1_682, 23_715, SOFTMAX_MAX_ITEMS])
+@pytest.mark.parametrize("num_items", [1_682, 10_673, SOFTMAX_MAX_ITEMS])
 def test_up_to_the_threshold_the_default_is_the_full_softmax(num_items: int) -> None:
-    # ML-100K, Games and the threshold itself: the model's default loss stays.
+    # ML-100K, Games' 5-core subset and the threshold: the model's default loss stays.
     assert choose_loss({"max_len": 50}, num_items, 128, budget_bytes=AMPLE) == (
         {"max_len": 50},
         None,
     )
 
 
-@pytest.mark.parametrize("num_items", [SOFTMAX_MAX_ITEMS + 1, 444_596])
+@pytest.mark.parametrize("num_items", [SOFTMAX_MAX_ITEMS + 1, 23_715, 444_596])
 def test_past_the_threshold_the_default_is_gbce_256_and_says_why(num_items: int) -> None:
+    # The threshold's first catalogue, Games and the reported 444,596-item one.
     overrides, note = choose_loss({"max_len": 50}, num_items, 128, budget_bytes=AMPLE)
     assert overrides == {"max_len": 50, "loss": "gbce", "num_negatives": 256}
     assert note is not None
