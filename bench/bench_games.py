@@ -11,11 +11,22 @@ flags given) and reports, from one run:
 - full-ranking NDCG@10 / HR@10 (history excluded and included) with 95% CIs,
   next to the popularity and first-order Markov baselines.
 
+``--seeds N`` (default 3) trains N times with training seeds ``--seed``,
+``--seed + 1``, ... and reports each seed's figures with their CIs, then the
+mean and standard deviation over the seeds. The evaluation's own randomness
+(the sampled protocol's users and negatives, the bootstrap) comes from
+``--eval-seed`` alone, so every seed is ranked on the same users against the
+same negatives and the spread is the training's.
+
 Usage::
 
     .venv/bin/python bench/bench_games.py --loss bce --epochs 8 --eval-every 100   # speed
     .venv/bin/python bench/bench_games.py --loss bce --epochs 200 --eval-every 200 \
         --patience 1000 --adam-epsilon 1e-8                                    # paper protocol
+    .venv/bin/python bench/bench_games.py --summarize LABEL   # seeds of LABEL in --results
+
+Runs of one configuration can go to separate processes (``--seeds 1 --seed
+S --label L`` each) and be aggregated afterwards with ``--summarize L``.
 
 Each run prints its result as JSON and appends it as one line to
 ``--results`` (default ``bench/results/games.jsonl``, which git ignores).
@@ -30,9 +41,64 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "amazon-games" / "Video.txt"
+
+
+# (protocol, model, metric) figures aggregated over seeds.
+AGGREGATED = [
+    (protocol, name, metric)
+    for protocol in ("sampled", "full_excl", "full_incl")
+    for name in ("sasrec", "popularity", "markov")
+    for metric in ("ndcg@10", "hr@10")
+]
+
+
+def aggregate_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, standard deviation and each seed's figure with its CI, per reported metric.
+
+    ``results`` are single-seed results as :func:`run_one` returns them (each
+    metric a ``[value, [low, high]]`` pair). The standard deviation is the
+    sample one (n - 1), 0.0 for a single seed.
+
+    Example:
+        >>> one = lambda v: {p: {m: {k: [v, [v - 0.01, v + 0.01]] for k in ("ndcg@10", "hr@10")}
+        ...     for m in ("sasrec", "popularity", "markov")} for p in ("sampled", "full_excl",
+        ...     "full_incl")}
+        >>> summary = aggregate_seeds([{"seed": 1, **one(0.5)}, {"seed": 2, **one(0.6)}])
+        >>> summary["sampled"]["sasrec"]["ndcg@10"]["mean"], summary["seeds"]
+        (0.55, [1, 2])
+    """
+    if not results:
+        raise ValueError("no result to aggregate")
+    summary: dict[str, Any] = {"seeds": [r["seed"] for r in results]}
+    for protocol, name, metric in AGGREGATED:
+        pairs = [r[protocol][name][metric] for r in results]
+        values = [pair[0] for pair in pairs]
+        entry = {
+            "mean": round(statistics.fmean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "per_seed": [[r["seed"], *pair] for r, pair in zip(results, pairs)],
+        }
+        summary.setdefault(protocol, {}).setdefault(name, {})[metric] = entry
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The aggregate as lines: ``protocol model metric: mean ± sd (seed: value [CI], ...)``."""
+    lines = [f"seeds {summary['seeds']}"]
+    for protocol, name, metric in AGGREGATED:
+        entry = summary[protocol][name][metric]
+        seeds = ", ".join(
+            f"{seed}: {value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{seed}: {value:.4f}"
+            for seed, value, ci in entry["per_seed"]
+        )
+        lines.append(
+            f"{protocol} {name} {metric}: {entry['mean']:.4f} ± {entry['sd']:.4f} ({seeds})"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -51,7 +117,19 @@ def main() -> None:
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="training seed of the first run")
+    p.add_argument("--seeds", type=int, default=3, help="runs, seeds --seed, --seed + 1, ...")
+    p.add_argument(
+        "--eval-seed",
+        type=int,
+        default=0,
+        help="seeds the evaluation (sampled users and negatives, bootstrap), the same for all runs",
+    )
+    p.add_argument(
+        "--summarize",
+        metavar="LABEL",
+        help="aggregate the results labelled LABEL in --results (no training)",
+    )
     p.add_argument("--steps-per-execution", type=int, default=16)
     p.add_argument("--chunk-batches", type=int, default=None, help="default: TrainOptions'")
     p.add_argument("--adam-epsilon", type=float, default=1e-7)
@@ -76,11 +154,35 @@ def main() -> None:
         help="lazy-Adam item-table updates (TrainOptions.sparse_item_updates)",
     )
     args = p.parse_args()
+    if args.summarize is not None:
+        lines = args.results.read_text().splitlines() if args.results.exists() else []
+        results = [r for r in map(json.loads, lines) if r.get("label") == args.summarize]
+        if not results:
+            raise SystemExit(f"{args.results}: no result labelled {args.summarize!r}")
+        print(format_summary(aggregate_seeds(results)))
+        return
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: not found (the shared data sets are not on this machine)")
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, received {args.seeds}")
+    results = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        result = run_one(args, seed)
+        print(json.dumps(result, indent=2), flush=True)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        with args.results.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+        results.append(result)
+    print(format_summary(aggregate_seeds(results)))
+
+
+def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """One training run with training seed ``seed``; its figures as a JSON-able dict."""
+    import keras
 
     from sasrec.training import DataOptions, TrainOptions, run_training
 
+    keras.backend.clear_session()
     model = {
         "hidden_dim": args.hidden_dim,
         "num_blocks": args.num_blocks,
@@ -96,7 +198,8 @@ def main() -> None:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
-        seed=args.seed,
+        seed=seed,
+        eval_seed=args.eval_seed,
         eval_every=args.eval_every,
         patience=args.patience,
         verbose=2,
@@ -125,8 +228,12 @@ def main() -> None:
         entry = test[protocol][name][metric]
         return [round(entry["value"], 4), [round(x, 4) for x in entry["ci95"] or []]]
 
-    result = {
+    return {
         "label": args.label,
+        "seed": seed,
+        "eval_seed": args.eval_seed,
+        "num_users": test["sampled"]["sasrec"]["num_users"],
+        "full_users": test["num_users"],
         "model": model,
         "negatives": args.negatives,
         "batch_size": args.batch_size,
@@ -164,10 +271,6 @@ def main() -> None:
             for n in ("sasrec", "popularity", "markov")
         },
     }
-    print(json.dumps(result, indent=2))
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with args.results.open("a") as fh:
-        fh.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,10 @@ def test_every_command_that_reads_a_log_has_the_same_data_flags_and_defaults() -
     # The flags that had drifted apart are all there, k-core defaults as in train.
     for flag in ("--format", "--no-header", "--event-types", "--sep", "--split", "--min-user"):
         assert flag in flags[stats]
-    assert defaults[stats]["--min-user"] == defaults[stats]["--min-item"] == 5
+    # Not given (None): DataOptions resolves 5, or the preset's own k-core.
+    assert defaults[stats]["--min-user"] is defaults[stats]["--min-item"] is None
+    args = build_parser().parse_args(["data", "stats", "--data", "log.txt"])
+    assert (data_options_from_args(args).min_user, data_options_from_args(args).min_item) == (5, 5)
 
 
 @pytest.mark.parametrize("sep", ["tab", "\\t", "\t"])

@@ -4,7 +4,10 @@
   no header (a folder path reads its ``u.data``).
 - ``ml-1m``: ``ratings.dat``, ``user::item::rating::unix_seconds``, no header.
 - ``sasrec``: the SASRec paper's files (e.g. ``Video.txt``): ``user item``
-  separated by one space, no timestamps, so line order is time order.
+  separated by one space, no timestamps, so line order is time order. They
+  are the paper's data as filtered for it, so the preset applies no k-core of
+  its own (:data:`PRESET_K_CORE`): on ``Video.txt`` every one of the paper's
+  30,901 evaluable users stays (another 5-core left 24,303).
 - ``amazon``: review JSON lines with ``reviewerID``, ``asin``,
   ``unixReviewTime`` (seconds) and ``overall`` (the rating).
 - ``recbole``: ``*.inter`` atomic files, tab separated with a typed header
@@ -65,6 +68,23 @@ PRESETS: dict[str, ReaderOptions] = {
         strip_type_suffix=True,
     ),
 }
+
+
+# k-core (min events per user, per item) of a run that does not set one.
+DEFAULT_K_CORE = (5, 5)
+# Presets whose files are already filtered as their source published them:
+# another k-core would change the data set the published figures are on.
+PRESET_K_CORE: dict[str, tuple[int, int]] = {"sasrec": (1, 1)}
+
+
+def preset_k_core(name: str | None) -> tuple[int, int]:
+    """``(min_user, min_item)`` a run with preset ``name`` uses unless it sets them.
+
+    Example:
+        >>> preset_k_core("sasrec"), preset_k_core("ml-100k"), preset_k_core(None)
+        ((1, 1), (5, 5), (5, 5))
+    """
+    return PRESET_K_CORE.get(name or "", DEFAULT_K_CORE)
 
 
 def preset_names() -> list[str]:

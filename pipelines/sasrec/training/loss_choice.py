@@ -1,20 +1,30 @@
-"""The loss for the catalogue: the full softmax only while its logits fit in memory.
+"""The loss for the catalogue: the full softmax where it is cheap, gBCE past that.
 
 The full softmax scores every position of a batch against the whole
-catalogue: its logits are ``batch × width × (N + 1)`` float32, and training
-holds three tensors of that shape at once (the logits, their softmax and the
-gradient). With the default batch (128) and width (50) a 444,596-item
-catalogue needs 3 × 11.4 GB: the job grew to 21 GB and was killed before the
-first step ended. So, before any tensor is built:
+catalogue: its cost per step grows with the catalogue, ``batch × width ×
+(N + 1)`` logits, while gBCE with ``n`` negatives per sequence scores
+``batch × (width + n)``. On small catalogues the softmax is cheap and the
+best loss; on Games' 23,715 items an epoch of it took about 18 times one of
+BCE measured side by side, so a 10-minute budget buys it too few epochs
+(docs/benchmarks.md, "The default loss"). Past :data:`SOFTMAX_MAX_ITEMS`
+items a run that does not choose its loss therefore trains with gBCE
+(gSASRec's recipe: :data:`LARGE_CATALOGUE_NEGATIVES` negatives, t=0.75) and
+says so.
+
+Memory bounds the softmax too: training holds three tensors of its logits'
+shape at once (the logits, their softmax and the gradient). With the default
+batch (128) and width (50) a 444,596-item catalogue needs 3 × 11.4 GB: the
+job grew to 21 GB and was killed before the first step ended. So, before any
+tensor is built:
 
 * the loss was not chosen (no ``--loss``; no ``"loss"`` in the model
-  overrides) and the softmax would pass the budget: train with gBCE
-  (gSASRec's recipe, :data:`LARGE_CATALOGUE_NEGATIVES` negatives, t=0.75),
-  which needs ``batch × (width + negatives)`` scores, and say so;
+  overrides) and the catalogue has more than :data:`SOFTMAX_MAX_ITEMS` items
+  or the softmax would pass the memory budget: train with gBCE, which needs
+  ``batch × (width + negatives)`` scores, and say why;
 * ``softmax`` was asked for explicitly past the budget:
   :class:`SoftmaxTooLargeError` (exit 2) naming the bytes, the budget and the
   flags to use instead;
-* under the budget nothing changes.
+* otherwise the softmax (the model's default loss) stays.
 
 The budget is :data:`MEMORY_FRACTION` of the machine's physical memory
 (a quarter: the model, Adam's two moments, the dataset's buffers, the
@@ -42,6 +52,11 @@ TENSORS_ALIVE = 3
 FLOAT_BYTES = 4
 LARGE_CATALOGUE_LOSS = "gbce"
 LARGE_CATALOGUE_NEGATIVES = 256
+# Past this many items a run without --loss trains with gBCE even when the
+# softmax fits in memory (see the module docstring): the softmax stays on
+# ML-1M (3,416 items) and Games' 5-core subset (10,673 items: 12 s per epoch
+# on 2 cores), not on the whole of Games (23,715 items).
+SOFTMAX_MAX_ITEMS = 20_000
 
 
 class SoftmaxTooLargeError(ValueError):
@@ -101,6 +116,8 @@ def choose_loss(
         ('gbce', 256)
         >>> choose_loss({"max_len": 10}, 1000, 10, budget_bytes=10**9)
         ({'max_len': 10}, None)
+        >>> choose_loss({}, 23_715, 128, budget_bytes=10**12)[0]["loss"]
+        'gbce'
     """
     config = SASRecConfig(num_items=num_items, **model_overrides)
     if config.loss != "softmax":
@@ -108,7 +125,13 @@ def choose_loss(
     needed = softmax_logit_bytes(batch_size, config.max_len, num_items)
     budget = memory_budget_bytes() if budget_bytes is None else budget_bytes
     if needed <= budget:
-        return model_overrides, None
+        if "loss" in model_overrides or num_items <= SOFTMAX_MAX_ITEMS:
+            return model_overrides, None
+        why = (
+            f"{num_items:,} items, more than {SOFTMAX_MAX_ITEMS:,}: the full softmax's "
+            f"{num_items + 1:,} scores per position cost many times gBCE's"
+        )
+        return _large_catalogue(model_overrides, config, why)
     why = (
         f"the full softmax over {num_items:,} items needs about {_gb(needed)} "
         f"({needed:,} bytes: {TENSORS_ALIVE} × batch {batch_size} × width {config.max_len} × "
@@ -121,6 +144,13 @@ def choose_loss(
             f"--num-negatives {LARGE_CATALOGUE_NEGATIVES} (or a smaller --batch-size/--max-len; "
             f"{BUDGET_ENV} sets the budget)"
         )
+    return _large_catalogue(model_overrides, config, why)
+
+
+def _large_catalogue(
+    model_overrides: dict[str, Any], config: SASRecConfig, why: str
+) -> tuple[dict[str, Any], str]:
+    """gBCE instead of the default softmax, and the line that says why."""
     # Negatives the user chose are kept; otherwise gSASRec's number.
     negatives = model_overrides.get("num_negatives", LARGE_CATALOGUE_NEGATIVES)
     chosen = {**model_overrides, "loss": LARGE_CATALOGUE_LOSS, "num_negatives": negatives}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sasrec.data.dataset import CHUNK_BATCHES
+from sasrec.data.presets import preset_k_core
 from sasrec.data.streaming_dataset import SHUFFLE_BUFFER
 from sasrec.training.distribution import check_strategy
 
@@ -29,8 +30,11 @@ class DataOptions:
         preset: Reader preset (``ml-100k``, ``ml-1m``, ``sasrec``, ``amazon``, ``recbole``).
         reader: Extra :class:`~sasrec.data.reader_options.ReaderOptions` fields.
         min_user: k-core: drop users with fewer events than this (repeated
-            with ``min_item`` until both hold).
-        min_item: k-core: drop items with fewer events than this.
+            with ``min_item`` until both hold). Not given: 5, or 1 with the
+            ``sasrec`` preset, whose files are the paper's already filtered
+            data (``sasrec.data.presets.PRESET_K_CORE``).
+        min_item: k-core: drop items with fewer events than this. Not given:
+            as ``min_user``.
         min_rating: Keep events with ``rating >= min_rating``.
         event_types: Keep only these event types.
         collapse_repeats: Collapse a user's consecutive events on the same
@@ -55,8 +59,8 @@ class DataOptions:
     path: str | None = None
     preset: str | None = None
     reader: dict[str, Any] = field(default_factory=dict)
-    min_user: int = 5
-    min_item: int = 5
+    min_user: int | None = None
+    min_item: int | None = None
     min_rating: float | None = None
     event_types: tuple[str, ...] | None = None
     collapse_repeats: bool = False
@@ -69,6 +73,12 @@ class DataOptions:
     prepared: str | None = None
 
     def __post_init__(self) -> None:
+        # Resolved here, once: everything downstream reads plain ints.
+        core = preset_k_core(self.preset)
+        if self.min_user is None:
+            object.__setattr__(self, "min_user", core[0])
+        if self.min_item is None:
+            object.__setattr__(self, "min_item", core[1])
         if self.split not in SPLITS:
             raise ValueError(
                 f"split must be 'leave_one_out' or 'temporal', received split={self.split!r}"
@@ -91,6 +101,12 @@ class TrainOptions:
         adam_epsilon: Adam epsilon (Keras' default 1e-7; TensorFlow 1's
             Adam, which the SASRec reference used, had 1e-8).
         seed: Seeds Python, NumPy, TensorFlow and the data pipeline.
+        eval_seed: Seeds the final evaluation's own randomness (which users
+            when they are sampled, the sampled protocol's users and
+            negatives, the bootstrap), apart from ``seed``: runs with
+            different training seeds and one ``eval_seed`` are ranked on the
+            same users against the same negatives, so their spread is the
+            training's alone.
         eval_every: Validate every this many epochs.
         patience: Validations without improvement before early stopping.
         max_valid_users: Validate on at most this many users (seeded sample).
@@ -178,6 +194,7 @@ class TrainOptions:
     beta_2: float = 0.98
     adam_epsilon: float = 1e-7
     seed: int = 42
+    eval_seed: int = 0
     eval_every: int = 1
     patience: int = 5
     max_valid_users: int = 10_000
@@ -211,6 +228,10 @@ class TrainOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, received {name}={value!r}")
+        if not isinstance(self.eval_seed, int) or self.eval_seed < 0:
+            raise ValueError(
+                f"eval_seed must be an int >= 0, received eval_seed={self.eval_seed!r}"
+            )
         if not isinstance(self.max_eval_users, int) or self.max_eval_users < 0:
             raise ValueError(
                 f"max_eval_users must be an int >= 0 (0: automatic), received "

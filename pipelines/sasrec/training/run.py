@@ -201,7 +201,7 @@ def _run_locked(
         which="test",
         sampled=train.sampled_eval,
         bootstrap=train.bootstrap,
-        seed=train.seed,
+        seed=train.eval_seed,
         max_users=train.max_eval_users,
         progress=(lambda line: print(line, flush=True)) if train.verbose else None,
     )
