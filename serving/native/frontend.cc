@@ -241,6 +241,7 @@ class Frontend {
     for (int m = 0; m < kNumMethods; ++m) Arm(m);
     ArmStream();
     poller_ = std::thread([this] { Poll(); });
+    sender_ = std::thread([this] { Send(); });
     return port;
   }
 
@@ -345,8 +346,8 @@ class Frontend {
       }
     }
     const int num_names = static_cast<int>(table.names.size());
-    int answered = 0;
-    std::string body;
+    std::vector<Outgoing> out;
+    out.reserve(calls.size());
     for (size_t r = 0; r < calls.size(); ++r) {
       if (calls[r] == nullptr) continue;
       sasrec::v1::RecommendResponse response;
@@ -361,10 +362,24 @@ class Frontend {
       }
       response.set_model_version(table.model_version);
       response.set_version_label(table.version_label);
-      body.clear();
-      response.SerializeToString(&body);
-      Respond(calls[r], grpc::StatusCode::OK, "", body, "");
-      ++answered;
+      out.push_back({calls[r], response.SerializeAsString()});
+    }
+    const int answered = static_cast<int>(out.size());
+    // Writing a response costs tens of microseconds of gRPC work (sendmsg,
+    // completion bookkeeping). For a batch, the sender thread does it while
+    // the Python thread scores the next batch; a lone call is sent here,
+    // which spares it a thread wake-up.
+    if (out.size() > kInlineSends) {
+      std::lock_guard<std::mutex> lock(send_mu_);
+      if (!send_stop_) {
+        for (auto& o : out) sends_.push_back(std::move(o));
+        out.clear();
+      }
+    }
+    if (out.empty()) {
+      send_cv_.notify_one();
+    } else {
+      for (auto& o : out) Respond(o.call, grpc::StatusCode::OK, "", o.body, "");
     }
     return answered;
   }
@@ -402,6 +417,12 @@ class Frontend {
       for (Call* call : left) {
         Respond(call, grpc::StatusCode::UNAVAILABLE, "server is shutting down", "", "");
       }
+      {
+        std::lock_guard<std::mutex> lock(send_mu_);
+        send_stop_ = true;  // the sender drains what is queued, then returns
+      }
+      send_cv_.notify_one();
+      if (sender_.joinable()) sender_.join();
       cq_->Shutdown();
       if (poller_.joinable()) poller_.join();
     }
@@ -416,6 +437,14 @@ class Frontend {
   }
 
  private:
+  // A fast-path response waiting for the sender thread.
+  struct Outgoing {
+    Call* call;
+    std::string body;
+  };
+  // Batches of more calls than this are written by the sender thread.
+  static constexpr size_t kInlineSends = 1;
+
   struct Queued {
     uint64_t id;
     int method;
@@ -521,6 +550,20 @@ class Frontend {
       queue_.push_back(std::move(q));
     }
     cv_.notify_one();
+  }
+
+  // The sender thread: writes the responses FinishFast queued.
+  void Send() {
+    std::unique_lock<std::mutex> lock(send_mu_);
+    while (true) {
+      send_cv_.wait(lock, [this] { return !sends_.empty() || send_stop_; });
+      if (sends_.empty()) return;  // stopping, nothing left
+      std::vector<Outgoing> batch;
+      batch.swap(sends_);
+      lock.unlock();
+      for (auto& o : batch) Respond(o.call, grpc::StatusCode::OK, "", o.body, "");
+      lock.lock();
+    }
   }
 
   void Poll() {
@@ -656,6 +699,12 @@ class Frontend {
   uint64_t next_id_ = 0;
   bool closed_ = false;
   std::atomic<int> in_flight_{0};
+
+  std::thread sender_;
+  std::mutex send_mu_;
+  std::condition_variable send_cv_;
+  std::vector<Outgoing> sends_;
+  bool send_stop_ = false;
 
   std::mutex fast_mu_;
   std::shared_ptr<const FastTable> fast_table_;  // null: no fast path
