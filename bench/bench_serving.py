@@ -241,7 +241,7 @@ def cpu_seconds(pids: list[int]) -> float:
 class ServerProcess:
     """``sasrec serve`` in a child process, ready when every worker has its model."""
 
-    def __init__(self, model_dir: Path, args) -> None:
+    def __init__(self, model_dir: Path, args, env: dict[str, str] | None = None) -> None:
         from sasrec.serving.worker_pool import free_port
 
         self.port, self.metrics = free_port("127.0.0.1"), free_port("127.0.0.1")
@@ -258,7 +258,7 @@ class ServerProcess:
             "--max-concurrent", "1024", "--log-level", "WARNING", "--frontend", args.frontend,
             "--retrieval", getattr(args, "retrieval", "auto"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.time() + 300
         while not self.ready():
             if self.proc.poll() is not None:

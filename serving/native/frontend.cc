@@ -17,14 +17,27 @@
 // request). A call must carry exactly one `authorization` header, as on the
 // Python server.
 //
+// The fast path: once Python installs a version's vocabulary
+// (`set_fast_table`), a plain Recommend (a history of known ids and k; no
+// allow/deny lists, user_id, explain or version pin) is parsed and encoded
+// here, on the completion-queue thread. Python receives the item indices
+// (`fast`), scores a batch of them with one engine call and hands back the
+// top-k index and score arrays (`finish_fast`); the response is built and
+// serialized here. Any other request, or one encoded with a vocabulary that
+// Python has since replaced, takes the raw-bytes path above, so every rule
+// of the contract keeps one implementation (in Python) and the fast path
+// only skips work whose outcome it knows.
+//
 // Built by serving/native/build.sh into sasrec/serving/_native_frontend*.so.
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -115,7 +128,57 @@ struct Item {
   std::optional<double> remaining;  // seconds to the deadline, None: no deadline
   double age;                       // seconds since the call arrived
   int rejected;
+  int64_t generation;  // the fast table `fast` was encoded with (-1: none)
+  std::string fast;    // int32 [k, include_history, item index...] (empty: not fast)
 };
+
+// A version's vocabulary and the response fields the fast path fills in.
+struct FastTable {
+  int64_t generation = 0;
+  std::unordered_map<std::string, int32_t> index;  // raw id -> model index (1..N)
+  std::vector<std::string> names;                  // model index -> raw id (0: padding)
+  std::string model_version;
+  std::string version_label;
+  int max_len = 0;
+  int max_k = 0;
+  int max_history = 0;
+  int default_k = 0;
+};
+
+// Scores at or below this are masked items (as predictor.py's _MASKED_SCORE).
+constexpr float kMaskedScore = -1e30f;
+
+// The int32 record Python reads for a plain Recommend, or "" when the request
+// needs the Python path (anything the contract treats specially).
+std::string FastEncode(const std::string& payload, const FastTable& table) {
+  sasrec::v1::RecommendRequest request;
+  if (!request.ParseFromString(payload)) return "";
+  if (request.allowed_items_size() > 0 || request.excluded_items_size() > 0 ||
+      !request.user_id().empty() || request.explain() || !request.model_version().empty() ||
+      !request.version_label().empty()) {
+    return "";
+  }
+  const int n = request.history_size();
+  // Empty (popularity fallback), over the cap (INVALID_ARGUMENT), or so long
+  // that older items must be denied: Python's rules.
+  if (n == 0 || n > table.max_history || (!request.include_history() && n > table.max_len)) {
+    return "";
+  }
+  if (request.k() < 0 || request.k() > table.max_k) return "";
+  const int num_items = static_cast<int>(table.names.size()) - 1;
+  const int k = std::min({request.k() ? request.k() : table.default_k, table.max_k, num_items});
+  const int first = std::max(0, n - table.max_len);
+  std::string out((2 + n - first) * sizeof(int32_t), '\0');
+  auto* record = reinterpret_cast<int32_t*>(out.data());
+  record[0] = k;
+  record[1] = request.include_history() ? 1 : 0;
+  for (int i = first; i < n; ++i) {
+    auto found = table.index.find(request.history(i));
+    if (found == table.index.end()) return "";  // unknown (or empty) id: reported by Python
+    record[2 + i - first] = found->second;
+  }
+  return out;
+}
 
 std::string ToString(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
@@ -178,6 +241,7 @@ class Frontend {
     for (int m = 0; m < kNumMethods; ++m) Arm(m);
     ArmStream();
     poller_ = std::thread([this] { Poll(); });
+    sender_ = std::thread([this] { Send(); });
     return port;
   }
 
@@ -203,8 +267,14 @@ class Frontend {
     while (!queue_.empty() && static_cast<int>(items.size()) < max_items) {
       Queued q = std::move(queue_.front());
       queue_.pop_front();
-      Item item{q.id, q.method, std::move(q.payload), std::nullopt,
-                std::chrono::duration<double>(now_steady - q.arrival).count(), q.rejected};
+      Item item{q.id,
+                q.method,
+                std::move(q.payload),
+                std::nullopt,
+                std::chrono::duration<double>(now_steady - q.arrival).count(),
+                q.rejected,
+                q.generation,
+                std::move(q.fast)};
       if (q.deadline != std::chrono::system_clock::time_point::max()) {
         item.remaining = std::chrono::duration<double>(q.deadline - now_system).count();
       }
@@ -246,6 +316,74 @@ class Frontend {
     return true;
   }
 
+  // Installs the vocabulary plain Recommend calls are encoded with from now on.
+  void SetFastTable(std::shared_ptr<const FastTable> table) {
+    std::lock_guard<std::mutex> lock(fast_mu_);
+    fast_table_ = std::move(table);
+  }
+
+  std::shared_ptr<const FastTable> CurrentFastTable() {
+    std::lock_guard<std::mutex> lock(fast_mu_);
+    return fast_table_;
+  }
+
+  // Answers fast-path calls: row r of `ids`/`scores` (width `width`) is the
+  // engine's top-k of call `call_ids[r]`, whose k is `ks[r]`. The response
+  // keeps the first k entries that are real, unmasked items (the Python
+  // path's rule). Returns how many calls were still waiting.
+  int FinishFast(const FastTable& table, const std::vector<uint64_t>& call_ids,
+                 const std::vector<int32_t>& ids, const std::vector<float>& scores, int width,
+                 const std::vector<int32_t>& ks) {
+    std::vector<Call*> calls(call_ids.size(), nullptr);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t r = 0; r < call_ids.size(); ++r) {
+        auto it = waiting_.find(call_ids[r]);
+        if (it == waiting_.end()) continue;
+        calls[r] = it->second;
+        waiting_.erase(it);
+        calls[r]->state = Call::State::kFinishing;
+      }
+    }
+    const int num_names = static_cast<int>(table.names.size());
+    std::vector<Outgoing> out;
+    out.reserve(calls.size());
+    for (size_t r = 0; r < calls.size(); ++r) {
+      if (calls[r] == nullptr) continue;
+      sasrec::v1::RecommendResponse response;
+      const int k = std::min(ks[r], width);
+      for (int j = 0; j < k; ++j) {
+        const int32_t id = ids[r * width + j];
+        const float score = scores[r * width + j];
+        if (!(score > kMaskedScore) || id <= 0 || id >= num_names) continue;
+        auto* item = response.add_items();
+        item->set_item_id(table.names[id]);
+        item->set_score(score);
+      }
+      response.set_model_version(table.model_version);
+      response.set_version_label(table.version_label);
+      out.push_back({calls[r], response.SerializeAsString()});
+    }
+    const int answered = static_cast<int>(out.size());
+    // Writing a response costs tens of microseconds of gRPC work (sendmsg,
+    // completion bookkeeping). For a batch, the sender thread does it while
+    // the Python thread scores the next batch; a lone call is sent here,
+    // which spares it a thread wake-up.
+    if (out.size() > kInlineSends) {
+      std::lock_guard<std::mutex> lock(send_mu_);
+      if (!send_stop_) {
+        for (auto& o : out) sends_.push_back(std::move(o));
+        out.clear();
+      }
+    }
+    if (out.empty()) {
+      send_cv_.notify_one();
+    } else {
+      for (auto& o : out) Respond(o.call, grpc::StatusCode::OK, "", o.body, "");
+    }
+    return answered;
+  }
+
   // Graceful stop: no new calls, calls in flight get up to `grace` seconds
   // (Python keeps answering meanwhile), then the rest are cancelled.
   void Shutdown(double grace) {
@@ -279,6 +417,12 @@ class Frontend {
       for (Call* call : left) {
         Respond(call, grpc::StatusCode::UNAVAILABLE, "server is shutting down", "", "");
       }
+      {
+        std::lock_guard<std::mutex> lock(send_mu_);
+        send_stop_ = true;  // the sender drains what is queued, then returns
+      }
+      send_cv_.notify_one();
+      if (sender_.joinable()) sender_.join();
       cq_->Shutdown();
       if (poller_.joinable()) poller_.join();
     }
@@ -293,6 +437,14 @@ class Frontend {
   }
 
  private:
+  // A fast-path response waiting for the sender thread.
+  struct Outgoing {
+    Call* call;
+    std::string body;
+  };
+  // Batches of more calls than this are written by the sender thread.
+  static constexpr size_t kInlineSends = 1;
+
   struct Queued {
     uint64_t id;
     int method;
@@ -300,6 +452,8 @@ class Frontend {
     Steady::time_point arrival;
     std::chrono::system_clock::time_point deadline;
     int rejected;
+    int64_t generation = -1;
+    std::string fast;
   };
 
   void Arm(int method) {
@@ -398,6 +552,20 @@ class Frontend {
     cv_.notify_one();
   }
 
+  // The sender thread: writes the responses FinishFast queued.
+  void Send() {
+    std::unique_lock<std::mutex> lock(send_mu_);
+    while (true) {
+      send_cv_.wait(lock, [this] { return !sends_.empty() || send_stop_; });
+      if (sends_.empty()) return;  // stopping, nothing left
+      std::vector<Outgoing> batch;
+      batch.swap(sends_);
+      lock.unlock();
+      for (auto& o : batch) Respond(o.call, grpc::StatusCode::OK, "", o.body, "");
+      lock.lock();
+    }
+  }
+
   void Poll() {
     void* tag = nullptr;
     bool ok = false;
@@ -443,6 +611,12 @@ class Frontend {
     } else {
       q.payload = ToString(call->request);
       call->request.Clear();
+      if (call->method == 0) {
+        if (auto table = CurrentFastTable()) {
+          q.fast = FastEncode(q.payload, *table);
+          if (!q.fast.empty()) q.generation = table->generation;
+        }
+      }
     }
     // Decided under the lock: once the call is in `waiting_`, Python may
     // answer it (and set its state) before this thread looks at it again, so
@@ -525,6 +699,15 @@ class Frontend {
   uint64_t next_id_ = 0;
   bool closed_ = false;
   std::atomic<int> in_flight_{0};
+
+  std::thread sender_;
+  std::mutex send_mu_;
+  std::condition_variable send_cv_;
+  std::vector<Outgoing> sends_;
+  bool send_stop_ = false;
+
+  std::mutex fast_mu_;
+  std::shared_ptr<const FastTable> fast_table_;  // null: no fast path
 };
 
 }  // namespace
@@ -551,8 +734,10 @@ PYBIND11_MODULE(_native_frontend, m) {
               Item& it = (*items)[i];
               py::object remaining = it.remaining ? py::object(py::float_(*it.remaining))
                                                   : py::object(py::none());
+              py::object fast = it.fast.empty() ? py::object(py::none())
+                                                : py::object(py::bytes(it.fast));
               out[i] = py::make_tuple(it.id, it.method, py::bytes(it.payload), remaining, it.age,
-                                      it.rejected);
+                                      it.rejected, it.generation, fast);
             }
             return out;
           },
@@ -568,6 +753,57 @@ PYBIND11_MODULE(_native_frontend, m) {
           },
           py::arg("call_id"), py::arg("code"), py::arg("message"), py::arg("payload"),
           py::arg("details"))
+      .def(
+          "set_fast_table",
+          [](Frontend& self, int64_t generation, const std::vector<std::string>& item_ids,
+             const std::string& model_version, const std::string& version_label, int max_len,
+             int max_k, int max_history, int default_k) {
+            auto table = std::make_shared<FastTable>();
+            table->generation = generation;
+            table->names.reserve(item_ids.size() + 1);
+            table->names.emplace_back();
+            table->index.reserve(item_ids.size());
+            for (size_t i = 0; i < item_ids.size(); ++i) {
+              table->names.push_back(item_ids[i]);
+              table->index.emplace(item_ids[i], static_cast<int32_t>(i + 1));
+            }
+            table->model_version = model_version;
+            table->version_label = version_label;
+            table->max_len = max_len;
+            table->max_k = max_k;
+            table->max_history = max_history;
+            table->default_k = default_k;
+            self.SetFastTable(std::move(table));
+          },
+          py::arg("generation"), py::arg("item_ids"), py::arg("model_version"),
+          py::arg("version_label"), py::arg("max_len"), py::arg("max_k"), py::arg("max_history"),
+          py::arg("default_k"))
+      .def(
+          "clear_fast_table", [](Frontend& self) { self.SetFastTable(nullptr); })
+      .def(
+          "finish_fast",
+          [](Frontend& self, int64_t generation, const std::vector<uint64_t>& call_ids,
+             py::array_t<int32_t, py::array::c_style | py::array::forcecast> ids,
+             py::array_t<float, py::array::c_style | py::array::forcecast> scores,
+             const std::vector<int32_t>& ks) {
+            const size_t rows = call_ids.size();
+            if (ids.ndim() != 2 || scores.ndim() != 2 || ids.shape(0) != scores.shape(0) ||
+                ids.shape(1) != scores.shape(1) || static_cast<size_t>(ids.shape(0)) != rows ||
+                ks.size() != rows) {
+              throw std::invalid_argument("finish_fast: ids and scores must be (calls, k) arrays");
+            }
+            auto table = self.CurrentFastTable();
+            if (!table || table->generation != generation) {
+              throw std::invalid_argument("finish_fast: the fast table changed under the batch");
+            }
+            const int width = static_cast<int>(ids.shape(1));
+            std::vector<int32_t> id_copy(ids.data(), ids.data() + rows * width);
+            std::vector<float> score_copy(scores.data(), scores.data() + rows * width);
+            py::gil_scoped_release release;
+            return self.FinishFast(*table, call_ids, id_copy, score_copy, width, ks);
+          },
+          py::arg("generation"), py::arg("call_ids"), py::arg("ids"), py::arg("scores"),
+          py::arg("ks"))
       .def("shutdown", &Frontend::Shutdown, py::arg("grace"))
       .def_property_readonly("in_flight", &Frontend::InFlight)
       .def_property_readonly("queued", &Frontend::QueueLength);

@@ -9,6 +9,14 @@ back each call's response bytes or error status. Python's per-call gRPC work
 (about 0.45 ms of CPU on our machine, more than scoring a request in a batch)
 is gone; the request/response translation, validation, status mapping and
 the model are the same code as the Python server's.
+
+Plain ``Recommend`` calls (known history ids and ``k`` only) take a shorter
+path: once this thread installs the serving version's vocabulary in the C++
+side (:meth:`NativeFrontend._install_fast_table`), C++ parses such a call
+and hands over its item indices; this thread scores them in one engine call
+and gives back the top-k arrays, from which C++ builds each response. What
+such a call gets is what the Python path would answer (a test compares them
+field by field).
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from sasrec.serving.convert import model_info_to_proto, recommendation_to_proto, request_from_proto
+from sasrec.serving.domain import DEFAULT_K, RecommendationRequest
 from sasrec.serving.errors import DeadlineExceededError, ModelUnavailableError
+from sasrec.serving.prepared_request import PreparedRequest
 from sasrec.serving.request_parsing import MalformedRequestError, parse_request
 from sasrec.serving.server_options import ServerOptions
 from sasrec.serving.servicer import (
@@ -44,6 +55,10 @@ _RECOMMEND, _RECOMMEND_BATCH, _MODEL_INFO, _RECORD_EVENTS, _REFLECTION = 0, 1, 2
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _OK = grpc.StatusCode.OK.value[0]
 _LATE = "deadline passed before the answer was ready"
+_NO_IDS = np.zeros((0,), dtype=np.int32)
+# What a fast-path row's PreparedRequest carries as its request: only
+# include_history and explain (False) are read from it when scoring.
+_FAST_REQUESTS = (RecommendationRequest(), RecommendationRequest(include_history=True))
 
 
 def load_extension() -> Any:
@@ -88,6 +103,16 @@ class _Job:
     stored: list[int]  # items read from the event store, per request
     predictor: Any = None  # the version that answers (--keep-versions)
     label: str = ""  # its label, for RecommendResponse.version_label
+
+
+@dataclass(slots=True)
+class _FastCall:
+    """A plain Recommend that C++ parsed and encoded (see the module docstring)."""
+
+    call_id: int
+    started: float
+    deadline: float | None
+    prepared: PreparedRequest
 
 
 class NativeFrontend:
@@ -144,6 +169,12 @@ class NativeFrontend:
         self._router = router
         self._thread: threading.Thread | None = None
         self._reflection: Any = None  # the Python server's reflection code, made on first use
+        # The predictor whose vocabulary C++ encodes plain Recommends with,
+        # and that table's generation (a call encoded with another one takes
+        # the Python path).
+        self._fast_predictor: Any = None
+        self._fast_generation = 0
+        self._fast_active = -1  # the generation C++ encodes with now (-1: none)
 
     def start(self) -> int:
         """Binds the port (health NOT_SERVING) and starts answering; returns the port."""
@@ -188,13 +219,47 @@ class NativeFrontend:
                 except Exception:  # never let one batch end the serving thread
                     logger.exception("native front end: batch failed")
 
+    def _install_fast_table(self, predictor: Any) -> None:
+        """Gives C++ the vocabulary of ``predictor`` (or none: no fast path).
+
+        The fast path answers as the Python path would only when every plain
+        Recommend goes to this predictor: one version loaded. Each call makes
+        a new generation, so a call encoded with an older table is parsed
+        again by Python.
+        """
+        self._fast_predictor = predictor
+        self._fast_generation += 1
+        self._fast_active = -1
+        router = self._router
+        one_version = router is None or (router.keep_versions == 1 and router.latest() is predictor)
+        if predictor is None or not self._options.native_fast_path or not one_version:
+            self._frontend.clear_fast_table()
+            return
+        label = "" if router is None else router.label_of(predictor)
+        limits = predictor.limits
+        self._frontend.set_fast_table(
+            self._fast_generation,
+            [str(i) for i in predictor.vocabulary.item_ids],
+            predictor.version,
+            label,
+            predictor.max_len,
+            limits.max_k,
+            limits.max_history,
+            DEFAULT_K,
+        )
+        self._fast_active = self._fast_generation
+
     def _answer(self, items: list[tuple]) -> None:
         now = time.perf_counter()
         predictor = self._current()
+        if predictor is not self._fast_predictor:
+            self._install_fast_table(predictor)
         jobs: list[_Job] = []
+        fast: list[_FastCall] = []
+        generation = self._fast_active
         records: list[tuple[int, str, float, pb.RecordEventsRequest]] = []
         expired = 0
-        for call_id, method, payload, remaining, age, rejected in items:
+        for call_id, method, payload, remaining, age, rejected, encoded_with, ids in items:
             if method == _REFLECTION:
                 self._reflect(call_id, payload)
                 continue
@@ -219,6 +284,19 @@ class NativeFrontend:
                     if self._history is None:
                         raise NoEventStoreError(NO_EVENT_STORE)
                     records.append((call_id, name, started, request))
+                elif method == _RECOMMEND and ids is not None and encoded_with == generation:
+                    record = np.frombuffer(ids, dtype=np.int32)
+                    prepared = PreparedRequest(
+                        request=_FAST_REQUESTS[int(record[1])],
+                        k=int(record[0]),
+                        history_ids=record[2:],
+                        deny_ids=_NO_IDS,
+                        allow_ids=None,
+                        unknown_items=(),
+                        fallback=False,
+                        nothing_allowed=False,
+                    )
+                    fast.append(_FastCall(call_id, started, deadline, prepared))
                 elif method == _RECOMMEND:
                     request = parse_request(pb.RecommendRequest, payload)
                     chosen, label = self._route(request, predictor)
@@ -249,19 +327,25 @@ class NativeFrontend:
             self._metrics.observe_skipped("deadline", expired)
         if records:
             self._record(records)
-        if not jobs:
+        if not jobs and not fast:
             return
         try:
             hook = self._options.batch_hook
-            if hook is not None and any(p.needs_model for job in jobs for p in job.prepared):
-                hook(sum(len(job.prepared) for job in jobs))
+            if hook is not None and (
+                fast or any(p.needs_model for job in jobs for p in job.prepared)
+            ):
+                hook(len(fast) + sum(len(job.prepared) for job in jobs))
         except Exception as err:
             for job in jobs:
                 self._finish_error(job.call_id, job.method, job.started, err)
+            for call in fast:
+                self._finish_error(call.call_id, "Recommend", call.started, err)
             return
         # The same rule as the Python front end's batcher: a deadline that passed
         # before scoring starts means no scoring.
         jobs = self._unexpired(jobs)
+        if fast:
+            self._score_fast(predictor, self._unexpired(fast))
         if not jobs:
             return
         # One model call per version in the batch (one unless --keep-versions).
@@ -301,6 +385,45 @@ class NativeFrontend:
                 message.version_label = job.label
             self._finish_ok(job.call_id, job.method, job.started, message.SerializeToString())
 
+    def _score_fast(self, predictor: Any, calls: list[_FastCall]) -> None:
+        """Scores the batch's fast-path calls in one engine call; C++ builds the answers."""
+        if not calls:
+            return
+        started = [call.started for call in calls]
+        try:
+            top = predictor.top_k([call.prepared for call in calls])
+        except Exception as err:
+            for call in calls:
+                self._finish_error(call.call_id, "Recommend", call.started, err)
+            return
+        self._metrics.observe_batch(len(calls))
+        done = time.perf_counter()
+        on_time = [i for i, c in enumerate(calls) if c.deadline is None or c.deadline > done]
+        if len(on_time) < len(calls):
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            for call in calls:
+                if call.deadline is not None and call.deadline <= done:
+                    self._finish_status(call.call_id, "Recommend", call.started, code, _LATE)
+            calls = [calls[i] for i in on_time]
+            top_ids, top_scores = top.ids[on_time], top.scores[on_time]
+            started = [started[i] for i in on_time]
+        else:
+            top_ids, top_scores = top.ids, top.scores
+        if not calls:
+            return
+        self._frontend.finish_fast(
+            self._fast_active,
+            [call.call_id for call in calls],
+            top_ids,
+            top_scores,
+            [call.prepared.k for call in calls],
+        )
+        finished = time.perf_counter()
+        self._metrics.observe_calls("Recommend", "OK", [finished - s for s in started])
+        if self._router is not None:
+            label = self._router.label_of(predictor)
+            self._metrics.observe_version_request(predictor.version, label, len(calls))
+
     def _route(self, request: pb.RecommendRequest, current: Any) -> tuple[Any, str]:
         """The version for ``request`` (the router's pick) and its label."""
         if self._router is None:
@@ -339,8 +462,8 @@ class NativeFrontend:
         else:
             self._frontend.finish(call_id, _OK, "", answer.SerializeToString(), b"")
 
-    def _unexpired(self, jobs: list[_Job]) -> list[_Job]:
-        """The jobs whose deadline has not passed; the others are answered DEADLINE_EXCEEDED."""
+    def _unexpired(self, jobs: list[Any]) -> list[Any]:
+        """The jobs (or fast calls) whose deadline has not passed; the rest: DEADLINE_EXCEEDED."""
         now = time.perf_counter()
         live = [job for job in jobs if job.deadline is None or job.deadline > now]
         if len(live) < len(jobs):
@@ -348,7 +471,8 @@ class NativeFrontend:
             message = "deadline passed before the request was scored"
             for job in jobs:
                 if job.deadline is not None and job.deadline <= now:
-                    self._finish_status(job.call_id, job.method, job.started, code, message)
+                    method = getattr(job, "method", "Recommend")
+                    self._finish_status(job.call_id, method, job.started, code, message)
             self._metrics.observe_skipped("deadline", len(jobs) - len(live))
         return live
 

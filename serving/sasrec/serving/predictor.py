@@ -256,8 +256,18 @@ class Predictor:
 
     def _score(self, rows: Sequence[PreparedRequest]) -> list[Recommendation]:
         """Model answers for rows that need the model: one engine call."""
+        return self._answers(rows, self.top_k(rows))
+
+    def top_k(self, rows: Sequence[PreparedRequest]) -> TopK:
+        """The engine's raw top-``max k`` of rows that need the model (one call).
+
+        Row ``r`` answers ``rows[r]`` with its first ``rows[r].k`` entries,
+        less those whose score is at or below ``-1e30`` or whose id is 0
+        (masked); :meth:`predict` applies that rule, and so does the native
+        front end, which builds responses from these arrays itself.
+        """
         explain = any(p.request.explain for p in rows)
-        top = self.scoring_engine.top_k(
+        return self.scoring_engine.top_k(
             [p.history_ids for p in rows],
             max(p.k for p in rows),
             [p.exclude_history for p in rows],
@@ -265,7 +275,6 @@ class Predictor:
             [p.allow_ids for p in rows],
             with_attention=explain,
         )
-        return self._answers(rows, top)
 
     def _answers(self, rows: Sequence[PreparedRequest], top: TopK) -> list[Recommendation]:
         names = self._names

@@ -112,6 +112,10 @@ class ServerOptions:
             :mod:`sasrec.serving.native_frontend`). Same contract, health,
             reflection, limits, TLS, token and metrics; ``max_wait_ms``,
             ``busy_wait_ms`` and ``max_queue`` apply to the Python one only.
+        native_fast_path: With the native front end, parse and answer plain
+            ``Recommend`` calls in C++ around one engine call per batch (the
+            default); False sends every call through the Python path (tests
+            compare the two).
         limits: Request caps.
         event_store: Where users' events are kept (``RecordEvents``, and
             ``Recommend`` by ``user_id``): ``sqlite:PATH`` (embedded) or
@@ -157,6 +161,7 @@ class ServerOptions:
     blas_threads: int = 1
     reuse_port: bool = False
     frontend: str = "python"
+    native_fast_path: bool = True
     limits: Limits = field(default_factory=Limits)
     event_store: str | None = None
     event_ttl_seconds: float = DEFAULT_TTL_SECONDS

@@ -109,6 +109,21 @@ class ServingMetrics:
             histogram = self._latency_by_method[method] = self.latency.labels(method=method)
         histogram.observe(seconds)
 
+    def observe_calls(self, method: str, code: str, seconds: list[float]) -> None:
+        """Counts finished calls of one method and code, with their latencies."""
+        if not seconds:
+            return
+        key = (method, code)
+        counter = self._calls_by_key.get(key)
+        if counter is None:
+            counter = self._calls_by_key[key] = self.calls.labels(method=method, code=code)
+        counter.inc(len(seconds))
+        histogram = self._latency_by_method.get(method)
+        if histogram is None:
+            histogram = self._latency_by_method[method] = self.latency.labels(method=method)
+        for value in seconds:
+            histogram.observe(value)
+
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)
 
@@ -121,8 +136,8 @@ class ServingMetrics:
         for version in versions:
             self.version_loaded.labels(version=version).set(1)
 
-    def observe_version_request(self, version: str, label: str) -> None:
-        self.version_requests.labels(version=version, label=label).inc()
+    def observe_version_request(self, version: str, label: str, count: int = 1) -> None:
+        self.version_requests.labels(version=version, label=label).inc(count)
 
     def set_model(self, version: str) -> None:
         number = version_number(version)
