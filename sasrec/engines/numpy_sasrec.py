@@ -19,6 +19,11 @@ import numpy as np
 
 # Same fill as CausalSelfAttention: masked scores before the softmax.
 _MASK_FILL = -1e9
+# Largest item table that also gets a row-major (d, N + 1) copy for scoring.
+# BLAS multiplies by it 20-33% faster than through the transposed view of
+# the (N + 1, d) table (Games size, batch 1-32); past this size the memory
+# (one more table) is not worth it.
+_SCORING_COPY_MAX_BYTES = 256 * 1024 * 1024
 
 
 class NumpySASRec:
@@ -51,6 +56,11 @@ class NumpySASRec:
         self.window = encoder.attention_window
         self.norm_first = bool(encoder.norm_first)
         self.table = weights["item_embeddings"]  # (N + 1, d)
+        self._scoring_table = (
+            np.ascontiguousarray(self.table.T)
+            if self.table.nbytes <= _SCORING_COPY_MAX_BYTES
+            else self.table.T
+        )  # (d, N + 1)
         self.positions = weights["position_embeddings"]  # (max_len, d)
         self.scale = np.float32(math.sqrt(self.hidden_dim))
         self.blocks = [_BlockWeights(block, self.num_heads) for block in weights["blocks"]]
@@ -132,7 +142,7 @@ class NumpySASRec:
         batch = ids.shape[0]
         if hidden is None:
             hidden, _ = self.encode_last(ids)
-        scores = hidden @ self.table.T  # (B, N + 1)
+        scores = hidden @ self._scoring_table  # (B, N + 1)
         scores[:, 0] = -np.inf
         exclude = np.broadcast_to(np.asarray(exclude_history, dtype=bool), (batch,))
         if exclude.any():

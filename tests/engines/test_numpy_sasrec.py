@@ -108,3 +108,23 @@ def test_chunked_top_k_equals_a_full_stable_sort_even_with_ties():
         np.testing.assert_array_equal(values, want)
     ids, _ = _top_k_rows(scores[2:3], 5)
     assert ids.tolist() == [[17, 4001, 4002, 0, 0]]
+
+
+def test_scoring_copy_of_the_table_gives_the_views_answers(monkeypatch):
+    # A table within the cap is scored through a row-major copy, one over it
+    # through the transposed view: same ids, scores equal to float32 rounding.
+    import sasrec.engines.numpy_sasrec as numpy_sasrec
+
+    keras.utils.set_random_seed(5)
+    model = trained_like(SASRec(num_items=60, max_len=5, hidden_dim=8), seed=7)
+    copied = NumpySASRec(model)
+    monkeypatch.setattr(numpy_sasrec, "_SCORING_COPY_MAX_BYTES", 0)
+    viewed = NumpySASRec(model)
+    assert copied._scoring_table.flags.c_contiguous
+    assert not viewed._scoring_table.flags.c_contiguous
+    np.testing.assert_array_equal(copied._scoring_table, copied.table.T)
+    histories = histories_batch(np.random.default_rng(1), 5, 60)
+    ids, scores = copied.top_k(histories, k=7)
+    want_ids, want_scores = viewed.top_k(histories, k=7)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
