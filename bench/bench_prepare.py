@@ -25,6 +25,13 @@ is the training process's::
 
     .venv/bin/python bench/bench_prepare.py --train-side data --data /tmp/log-30m.parquet
     .venv/bin/python bench/bench_prepare.py --train-side prepared --data /tmp/prepared-30m
+
+``--train-side pipeline`` runs the streaming input alone (no model): the
+PREPARED folder opened, then 400 batches of ``make_streaming_dataset`` at
+``TRAIN_FLAGS``' batch and chunk; it prints the RSS after the folder is
+opened and the peak::
+
+    .venv/bin/python bench/bench_prepare.py --train-side pipeline --data /tmp/prepared-30m
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--engine", choices=("pandas", "spark"), default="pandas")
-    parser.add_argument("--train-side", choices=("data", "prepared"), default=None)
+    parser.add_argument("--train-side", choices=("data", "prepared", "pipeline"), default=None)
     parser.add_argument("--spark-master", default="local[2]")
     parser.add_argument("--spark-conf", action="append", default=[])
     parser.add_argument("--min-user", default="5")
@@ -145,7 +152,36 @@ TRAIN_FLAGS = [
 ]
 
 
+_PIPELINE = """
+import sys
+from sasrec.runtime import configure_threads, keep_freed_memory
+keep_freed_memory()
+configure_threads()
+import tensorflow as tf
+from sasrec.data.prepared_stream import PreparedStream
+from sasrec.data.streaming_dataset import make_streaming_dataset
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+stream = PreparedStream.open(sys.argv[1])
+opened = rss()
+windows, _ = stream.epoch_size(50)
+dataset = make_streaming_dataset(
+    [str(f) for f in stream.files], lambda f: stream.file_windows(f, 50), windows, max_len=50,
+    num_items=stream.vocabulary.num_items, batch_size=2048, num_negatives=1, seed=0,
+    chunk_batches=32, bucket_multiple=10, exclude_seen=True)
+for step, _ in zip(range(400), dataset):
+    pass
+print(f"opened {opened} MiB, {step + 1} batches")
+"""
+
+
 def _train_side(args: argparse.Namespace) -> None:
+    if args.train_side == "pipeline":
+        result = run([sys.executable, "-c", _PIPELINE, args.data])
+        print(json.dumps({"train_side": "pipeline", "data": args.data, **result,
+                          "load_1_5_15": [round(x, 2) for x in os.getloadavg()],
+                          "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}))  # fmt: skip
+        return
     out = Path(tempfile.mkdtemp(prefix="bench-train-side-"))
     source = "--data" if args.train_side == "data" else "--prepared"
     argv = [sys.executable, "-m", "sasrec.cli", "train", "--out", str(out / "model")]

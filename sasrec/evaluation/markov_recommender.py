@@ -89,7 +89,7 @@ class MarkovRecommender:
             ``self``.
         """
         offsets_, flat = fit_input_to_csr(sequences, offsets, items, self.num_items)
-        return self.fit_parts([(offsets_, flat)])
+        return self._fit_checked([(offsets_, flat)], None)
 
     def fit_parts(
         self, parts: Iterable[tuple[ArrayLike, ArrayLike]], sources: ArrayLike | None = None
@@ -108,6 +108,12 @@ class MarkovRecommender:
             >>> MarkovRecommender(num_items=3).fit_parts(parts).transitions_from(1)
             (array([2, 3], dtype=int32), array([2, 1]))
         """
+        checked = (check_csr(o, i, self.num_items) for o, i in parts)
+        return self._fit_checked(checked, sources)
+
+    def _fit_checked(
+        self, parts: Iterable[tuple[np.ndarray, np.ndarray]], sources: ArrayLike | None
+    ) -> MarkovRecommender:
         width = self.num_items + 1
         merged = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -116,8 +122,7 @@ class MarkovRecommender:
         if sources is not None:
             wanted = np.zeros(width, dtype=bool)
             wanted[np.asarray(sources, dtype=np.int64)] = True
-        for part_offsets, part_items in parts:
-            offsets_, flat = check_csr(part_offsets, part_items, self.num_items)
+        for offsets_, flat in parts:
             # A pair (p, p + 1) is a transition unless p + 1 starts a new sequence.
             starts = np.zeros(flat.size + 1, dtype=bool)
             starts[offsets_[:-1]] = True
@@ -132,7 +137,7 @@ class MarkovRecommender:
             if sum(p.size for p, _ in pending) > merged[0].size:
                 merged = _merge_counts([merged, *pending])
                 pending.clear()
-        pairs, counts = _merge_counts([merged, *pending])
+        pairs, counts = _merge_counts([merged, *pending]) if pending else merged
         sources = pairs // width
         self.next_items = (pairs % width).astype(np.int32)
         self.transition_counts = counts
@@ -178,6 +183,11 @@ class MarkovRecommender:
 
 def _merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct keys of ``(keys, counts)`` parts and their summed counts."""
+    parts = [part for part in parts if part[0].size]
+    if len(parts) == 1:  # one part is sorted and distinct already
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     keys = np.concatenate([k for k, _ in parts])
     unique, where = np.unique(keys, return_inverse=True)
     # float64 weights are exact for counts below 2**53.

@@ -60,7 +60,8 @@ class PopularityRecommender:
             ``self``.
         """
         _, flat = fit_input_to_csr(sequences, offsets, items, self.num_items)
-        return self.fit_parts([(np.array([0, flat.size]), flat)])
+        self.counts = np.bincount(flat, minlength=self.num_items + 1).astype(np.int64)
+        return self
 
     def fit_parts(self, parts: Iterable[tuple[ArrayLike, ArrayLike]]) -> PopularityRecommender:
         """:meth:`fit` on ``(offsets, items)`` CSR parts, e.g. one file at a time.

@@ -56,9 +56,20 @@ class Prepared:
         if self.split is None:
             return self.stream.cases(which, ranks)
         from sasrec.data.eval_set import EvalSet
+        from sasrec.data.user_sequences import UserSequences
 
         cases = self.split.valid if which == "valid" else self.split.test
-        histories = cases.histories.prefixes(np.asarray(ranks), cases.histories.lengths[ranks])
+        ranks = np.asarray(ranks, dtype=np.int64)
+        whole = cases.histories
+        starts = whole.offsets[ranks]
+        lengths = whole.offsets[ranks + 1] - starts
+        offsets = np.zeros(ranks.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # Only the chosen users' events are gathered (never a pass over all events).
+        at = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        histories = UserSequences(
+            whole.user_ids[ranks], offsets, whole.items[at], whole.timestamps[at]
+        )
         return EvalSet(histories, cases.targets[ranks], cases.target_timestamps[ranks])
 
     def baselines(self, num_items: int, histories: list[np.ndarray]) -> dict[str, Any]:
