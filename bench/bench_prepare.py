@@ -153,7 +153,9 @@ TRAIN_FLAGS = [
 
 
 _PIPELINE = """
+import os
 import sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from sasrec.runtime import configure_threads, keep_freed_memory
 keep_freed_memory()
 configure_threads()
