@@ -20,7 +20,7 @@ same negatives and the spread is the training's.
 
 Usage::
 
-    .venv/bin/python bench/bench_games.py --loss bce --epochs 8 --eval-every 100   # speed
+    .venv/bin/python bench/bench_games.py --loss bce --epochs 8 --eval-every 100 --seeds 1  # speed
     .venv/bin/python bench/bench_games.py --loss bce --epochs 200 --eval-every 200 \
         --patience 1000 --adam-epsilon 1e-8                                    # paper protocol
     .venv/bin/python bench/bench_games.py --summarize LABEL   # seeds of LABEL in --results
