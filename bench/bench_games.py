@@ -75,6 +75,12 @@ def main() -> None:
         action="store_true",
         help="lazy-Adam item-table updates (TrainOptions.sparse_item_updates)",
     )
+    p.add_argument(
+        "--no-compile-ahead",
+        dest="compile_ahead",
+        action="store_false",
+        help="compile every XLA width on the training thread (TrainOptions.compile_ahead)",
+    )
     args = p.parse_args()
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: not found (the shared data sets are not on this machine)")
@@ -107,6 +113,7 @@ def main() -> None:
         adam_epsilon=args.adam_epsilon,
         loss_normalization=args.loss_normalization,
         sparse_item_updates=args.sparse_item_updates,
+        compile_ahead=args.compile_ahead,
         **({} if args.chunk_batches is None else {"chunk_batches": args.chunk_batches}),
     )
     started = time.time()
@@ -133,6 +140,7 @@ def main() -> None:
         "adam_epsilon": args.adam_epsilon,
         "loss_normalization": args.loss_normalization,
         "sparse_item_updates": args.sparse_item_updates,
+        "compile_ahead": args.compile_ahead,
         "chunk_batches": train.chunk_batches,
         "eval_every": args.eval_every,
         "patience": args.patience,

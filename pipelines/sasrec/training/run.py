@@ -29,9 +29,10 @@ import numpy as np
 
 from sasrec.artifact import publish_version, save_model_dir
 from sasrec.config import SASRecConfig
-from sasrec.data.dataset import make_training_dataset
+from sasrec.data.dataset import epoch_widths, make_training_dataset
 from sasrec.data.windows import training_windows
 from sasrec.models import SASRec
+from sasrec.models.compile_ahead import CompileAhead
 from sasrec.optimizers import FusedAdam
 from sasrec.runtime import configure_threads, keep_freed_memory
 from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
@@ -171,15 +172,23 @@ def _run_locked(
     validation = _validation(prepared, config, train, checkpoint)
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
+    callbacks = _callbacks(out, checkpoint, timer, validation, run_history, train)
+    ahead = _compile_ahead(model, dataset, positives, config, train, distribution, global_batch)
+    if ahead is not None:
+        callbacks.insert(0, ahead.callback())
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    with distribution.worker_faults():
-        model.fit(
-            dataset,
-            epochs=train.epochs,
-            callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
-            verbose=train.verbose,
-            shuffle=False,
-        )
+    try:
+        with distribution.worker_faults():
+            model.fit(
+                dataset,
+                epochs=train.epochs,
+                callbacks=callbacks,
+                verbose=train.verbose,
+                shuffle=False,
+            )
+    finally:
+        if ahead is not None:
+            ahead.stop()
     fit_seconds = run_history.run_seconds()
     if not distribution.is_chief:
         # The chief evaluates and publishes the same weights.
@@ -377,6 +386,35 @@ def _compiled_model(
     )
     vector_logs(model, distribution)
     return model
+
+
+def _compile_ahead(
+    model: SASRec,
+    dataset: Any,
+    positives: np.ndarray,
+    config: SASRecConfig,
+    train: TrainOptions,
+    distribution: Distribution,
+    global_batch: int,
+) -> CompileAhead | None:
+    """The XLA widths compiled on a thread, most trained positions first (or None).
+
+    Only for one-device XLA runs: the plain train function of a strategy
+    is left as Keras builds it.
+    """
+    if not (train.compile_ahead and model.jit_compile and distribution.strategy is None):
+        return None
+    widths = epoch_widths(
+        positives,
+        global_batch,
+        train.seed,
+        bucket_multiple=train.bucket_multiple,
+        chunk_batches=train.chunk_batches,
+    )
+    # Positions per width in epoch 1's plan: where XLA saves the most time.
+    found, counts = np.unique(widths, return_counts=True)
+    order = [int(w) for w in found[np.argsort(-(found * counts), kind="stable")]]
+    return CompileAhead(model, dataset.element_spec, global_batch, order, config.max_len)
 
 
 def _validation(
