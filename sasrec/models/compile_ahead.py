@@ -43,6 +43,12 @@ class CompileAhead:
     every width is marked ready and steps compile on the training thread,
     as plain ``jit_compile=True`` does.
 
+    The warm-up call runs its kernels on TensorFlow's inter-op thread pool,
+    as the training thread's calls do: with one inter-op thread (our
+    default, ``sasrec.runtime.configure_threads``) a compile holds it and
+    the training steps wait for the compile to end, so configure two
+    (``configure_threads(inter_op=2)``, what ``sasrec train`` does).
+
     Both paths run the same step (``model.train_step``) on the same
     variables, so the updates are the same up to float rounding: XLA fuses
     and reorders floating-point work.
@@ -91,6 +97,9 @@ class CompileAhead:
         self.compiled: list[int] = []
         # Wall seconds of each of those compiles.
         self.seconds: list[float] = []
+        # Wall seconds from start() until the compiled widths were marked ready.
+        self.ready_after: float | None = None
+        self._started = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Not a model attribute: it must not enter checkpoints or saved weights.
@@ -119,6 +128,12 @@ class CompileAhead:
         """Starts the background compiles (once; later calls do nothing)."""
         if self._thread is not None:
             return
+        if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+            logger.warning(
+                "one inter-op thread: training steps wait for each compile "
+                "(configure_threads(inter_op=2) before TensorFlow starts)"
+            )
+        self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="sasrec-compile-ahead", daemon=True)
         self._thread.start()
 
@@ -183,6 +198,7 @@ class CompileAhead:
             ready = np.zeros(self._ready.shape, bool)
             ready[self.compiled] = True
             self._ready.assign(ready)
+            self.ready_after = round(time.perf_counter() - self._started, 2)
         except Exception:  # noqa: BLE001 - any failure falls back to compiling in the step
             logger.warning(
                 "compiling XLA widths ahead failed; the train step compiles each width "

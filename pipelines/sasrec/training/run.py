@@ -106,7 +106,9 @@ def run_training(
     out = prepare_output(_output_root(out))
     # Thread pools first, then the strategy: both must exist before TensorFlow
     # runs an op (a bad TF_CONFIG fails here, before any data is read).
-    configure_threads()
+    # Compiling ahead runs a train function on a second inter-op thread: with
+    # one, the training thread's steps waited for each compile (20-60 s).
+    configure_threads(inter_op=2 if train.compile_ahead and train.strategy == "none" else None)
     distribution = start_distribution(train.strategy)
     if not distribution.is_chief:
         scratch = worker_scratch(out, distribution.worker_index, train.resume)
@@ -189,6 +191,12 @@ def _run_locked(
     finally:
         if ahead is not None:
             ahead.stop()
+    if ahead is not None:
+        _say(
+            train,
+            f"XLA widths compiled on a thread: {ahead.compiled} in {sum(ahead.seconds):.1f} s, "
+            f"in use {ahead.ready_after} s after the start of training",
+        )
     fit_seconds = run_history.run_seconds()
     if not distribution.is_chief:
         # The chief evaluates and publishes the same weights.
