@@ -26,9 +26,9 @@ class CompileAhead:
     width, no compile). Each step picks the XLA program when its width is
     marked ready and the plain graph otherwise (a ``tf.cond`` on a boolean
     per width, inside Keras' ``steps_per_execution`` loop), while one
-    background thread compiles the widths in the given order and then marks
-    them ready together: while a program compiles, an XLA step on the
-    training thread would wait for it, a plain-graph step does not.
+    background thread compiles the widths in the given order (``sasrec
+    train``: the widths carrying most positions of the epoch first) and
+    marks each ready as soon as it is compiled.
 
     The background thread compiles by running Keras' train function itself
     (as traced by the training thread's first call) on one batch of zeros of
@@ -97,7 +97,7 @@ class CompileAhead:
         self.compiled: list[int] = []
         # Wall seconds of each of those compiles.
         self.seconds: list[float] = []
-        # Wall seconds from start() until the compiled widths were marked ready.
+        # Wall seconds from start() until the last width was marked ready.
         self.ready_after: float | None = None
         self._started = 0.0
         self._stop = threading.Event()
@@ -191,13 +191,7 @@ class CompileAhead:
                 function._call_flat(tf.nest.flatten(iterator, expand_composites=True), captures)
                 self.seconds.append(round(time.perf_counter() - start, 2))
                 self.compiled.append(width)
-            # All at once, at the end: an XLA step on the training thread waits
-            # while another program compiles (on Games a step of a ready width
-            # stalled for the whole 20-40 s compile of the next one on a loaded
-            # machine), but plain-graph steps run alongside the compiles.
-            ready = np.zeros(self._ready.shape, bool)
-            ready[self.compiled] = True
-            self._ready.assign(ready)
+                self._ready[width].assign(True)
             self.ready_after = round(time.perf_counter() - self._started, 2)
         except Exception:  # noqa: BLE001 - any failure falls back to compiling in the step
             logger.warning(

@@ -149,7 +149,10 @@ class TrainOptions:
             as a plain TensorFlow graph (``sasrec.models.CompileAhead``), the
             widths with most positions in the epoch first. Without it every
             new width stops training for its compile (4-6 s of CPU each, 12
-            widths by default). Same updates up to float rounding.
+            widths by default). Same updates up to float rounding: which
+            steps run under XLA depends on when the compiles end, so two
+            runs of one seed agree to float rounding, not bit for bit
+            (``--no-compile-ahead`` for bit-identical reruns).
         strategy: ``"none"`` (one device), ``"mirrored"``
             (``tf.distribute.MirroredStrategy`` over the local GPUs, or the
             CPU devices) or ``"multi-worker"``
