@@ -153,6 +153,12 @@ def main() -> None:
         action="store_true",
         help="lazy-Adam item-table updates (TrainOptions.sparse_item_updates)",
     )
+    p.add_argument(
+        "--no-compile-ahead",
+        dest="compile_ahead",
+        action="store_false",
+        help="compile every XLA width on the training thread (TrainOptions.compile_ahead)",
+    )
     args = p.parse_args()
     if args.summarize is not None:
         lines = args.results.read_text().splitlines() if args.results.exists() else []
@@ -210,6 +216,7 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         adam_epsilon=args.adam_epsilon,
         loss_normalization=args.loss_normalization,
         sparse_item_updates=args.sparse_item_updates,
+        compile_ahead=args.compile_ahead,
         **({} if args.chunk_batches is None else {"chunk_batches": args.chunk_batches}),
     )
     started = time.time()
@@ -240,6 +247,7 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "adam_epsilon": args.adam_epsilon,
         "loss_normalization": args.loss_normalization,
         "sparse_item_updates": args.sparse_item_updates,
+        "compile_ahead": args.compile_ahead,
         "chunk_batches": train.chunk_batches,
         "eval_every": args.eval_every,
         "patience": args.patience,

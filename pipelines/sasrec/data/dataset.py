@@ -202,8 +202,7 @@ def epoch_batches(
     plan = plan_epoch(lengths, batch_size, rng if shuffle else None, chunk_batches, drop_remainder)
     widths = bucket_widths(max_len, bucket_multiple)
     for rows in plan:
-        longest = max(1, int(lengths[rows].max()))
-        width = int(widths[min(np.searchsorted(widths, longest), widths.size - 1)])
+        width = _bucket_of(widths, lengths[rows])
         batch_inputs = inputs[rows, max_len - width :]
         batch_positives = positives[rows, max_len - width :]
         batch = {"item_ids": batch_inputs, "positives": batch_positives}
@@ -230,6 +229,38 @@ def epoch_batches(
         if pad_remainder and len(rows) < batch_size:
             batch = {key: _pad_rows(value, batch_size) for key, value in batch.items()}
         yield batch
+
+
+def _bucket_of(widths: np.ndarray, row_lengths: np.ndarray) -> int:
+    """The smallest of ``widths`` that holds the longest of ``row_lengths`` (at least 1)."""
+    longest = max(1, int(row_lengths.max()))
+    return int(widths[min(np.searchsorted(widths, longest), widths.size - 1)])
+
+
+def epoch_widths(
+    positives: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int = 0,
+    bucket_multiple: int | None = None,
+    chunk_batches: int = CHUNK_BATCHES,
+    drop_remainder: bool = False,
+) -> np.ndarray:
+    """The width of every batch of epoch ``epoch`` of :func:`make_training_dataset`, in order.
+
+    The same plan as the dataset's (same seed, same epoch), without its
+    negatives: which shapes a compiled train step meets, and how often.
+
+    Example:
+        >>> y = np.array([[0, 0, 1], [0, 2, 3], [4, 5, 6]])
+        >>> epoch_widths(y, batch_size=2, seed=0).tolist()
+        [3, 2]
+    """
+    lengths = (np.asarray(positives) != PAD_ID).sum(axis=1)
+    rng = np.random.default_rng([seed, epoch])
+    plan = plan_epoch(lengths, batch_size, rng, chunk_batches, drop_remainder)
+    widths = bucket_widths(np.asarray(positives).shape[1], bucket_multiple)
+    return np.array([_bucket_of(widths, lengths[rows]) for rows in plan], dtype=np.int64)
 
 
 def _pad_rows(values: np.ndarray, rows: int) -> np.ndarray:

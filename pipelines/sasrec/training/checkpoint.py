@@ -34,6 +34,8 @@ _RESUMABLE_CHANGES = (
     "epochs",
     "tensorboard",
     "steps_per_execution",
+    # Where XLA compiles, not what is trained; older checkpoints lack it.
+    "compile_ahead",
     # Only the final evaluation reads it; checkpoints from before it existed resume.
     "max_eval_users",
 )

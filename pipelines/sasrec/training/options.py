@@ -166,6 +166,15 @@ class TrainOptions:
             above the dense pass from about 1,500 touched rows on Games).
             With ``--loss softmax`` every row gets a gradient each step, so
             it changes nothing there; it is for the sampled losses.
+        compile_ahead: With XLA, compile the train step's batch widths on a
+            background thread while the steps of widths not compiled yet run
+            as a plain TensorFlow graph (``sasrec.models.CompileAhead``), the
+            widths with most positions in the epoch first. Without it every
+            new width stops training for its compile (4-6 s of CPU each, 12
+            widths by default). Same updates up to float rounding: which
+            steps run under XLA depends on when the compiles end, so two
+            runs of one seed agree to float rounding, not bit for bit
+            (``--no-compile-ahead`` for bit-identical reruns).
         strategy: ``"none"`` (one device), ``"mirrored"``
             (``tf.distribute.MirroredStrategy`` over the local GPUs, or the
             CPU devices) or ``"multi-worker"``
@@ -211,6 +220,7 @@ class TrainOptions:
     steps_per_execution: int = 16
     loss_normalization: str = "epoch"
     sparse_item_updates: bool = False
+    compile_ahead: bool = True
     strategy: str = "none"
     init_from: str | None = None
 

@@ -29,10 +29,11 @@ import numpy as np
 
 from sasrec.artifact import publish_version, save_model_dir
 from sasrec.config import SASRecConfig
-from sasrec.data.dataset import make_training_dataset
+from sasrec.data.dataset import bucket_widths, epoch_widths, make_training_dataset
 from sasrec.data.streaming_dataset import shard_read_errors
 from sasrec.data.windows import training_windows
 from sasrec.models import SASRec
+from sasrec.models.compile_ahead import CompileAhead
 from sasrec.optimizers import FusedAdam
 from sasrec.runtime import configure_threads, keep_freed_memory
 from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
@@ -106,7 +107,9 @@ def run_training(
     out = prepare_output(_output_root(out))
     # Thread pools first, then the strategy: both must exist before TensorFlow
     # runs an op (a bad TF_CONFIG fails here, before any data is read).
-    configure_threads()
+    # Compiling ahead runs a train function on a second inter-op thread: with
+    # one, the training thread's steps waited for each compile (20-60 s).
+    configure_threads(inter_op=2 if train.compile_ahead and train.strategy == "none" else None)
     distribution = start_distribution(train.strategy)
     if not distribution.is_chief:
         scratch = worker_scratch(out, distribution.worker_index, train.resume)
@@ -153,11 +156,14 @@ def _run_locked(
         inputs, positives = training_windows(prepared.split.train, config.max_len)
         windows = len(inputs)
         per_batch = mean_positions_per_batch(positives, global_batch)
+        width_order = _width_order(positives, train, global_batch)
         training_input = _training_dataset(inputs, positives, config, train, global_batch)
         del inputs, positives  # the dataset holds them
     else:
         windows, positions = prepared.stream.epoch_size(config.max_len)
         per_batch = positions / max(-(-windows // global_batch), 1)
+        # Epoch 1's widths are not planned ahead when streaming: every width, widest first.
+        width_order = [int(w) for w in bucket_widths(config.max_len, train.bucket_multiple)[::-1]]
         training_input = _streaming_dataset(prepared.stream, windows, config, train, global_batch)
     config = _with_loss_denominator(config, per_batch, train)
     dataset = shard_dataset(training_input, distribution)
@@ -179,14 +185,28 @@ def _run_locked(
     validation = _validation(prepared, config, train, checkpoint)
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
+    callbacks = _callbacks(out, checkpoint, timer, validation, run_history, train)
+    ahead = _compile_ahead(model, dataset, width_order, config, train, distribution, global_batch)
+    if ahead is not None:
+        callbacks.insert(0, ahead.callback())
     # The dataset shuffles and buckets by itself; Keras must not try to.
-    with distribution.worker_faults(), shard_read_errors():
-        model.fit(
-            dataset,
-            epochs=train.epochs,
-            callbacks=_callbacks(out, checkpoint, timer, validation, run_history, train),
-            verbose=train.verbose,
-            shuffle=False,
+    try:
+        with distribution.worker_faults(), shard_read_errors():
+            model.fit(
+                dataset,
+                epochs=train.epochs,
+                callbacks=callbacks,
+                verbose=train.verbose,
+                shuffle=False,
+            )
+    finally:
+        if ahead is not None:
+            ahead.stop()
+    if ahead is not None:
+        _say(
+            train,
+            f"XLA widths compiled on a thread: {ahead.compiled} in {sum(ahead.seconds):.1f} s, "
+            f"in use {ahead.ready_after} s after the start of training",
         )
     fit_seconds = run_history.run_seconds()
     if not distribution.is_chief:
@@ -414,6 +434,38 @@ def _compiled_model(
     )
     vector_logs(model, distribution)
     return model
+
+
+def _compile_ahead(
+    model: SASRec,
+    dataset: Any,
+    width_order: list[int],
+    config: SASRecConfig,
+    train: TrainOptions,
+    distribution: Distribution,
+    global_batch: int,
+) -> CompileAhead | None:
+    """The XLA widths compiled on a thread in ``width_order`` (or None).
+
+    Only for one-device XLA runs: the plain train function of a strategy
+    is left as Keras builds it.
+    """
+    if not (train.compile_ahead and model.jit_compile and distribution.strategy is None):
+        return None
+    return CompileAhead(model, dataset.element_spec, global_batch, width_order, config.max_len)
+
+
+def _width_order(positives: np.ndarray, train: TrainOptions, global_batch: int) -> list[int]:
+    """Epoch 1's widths, most trained positions first: where XLA saves the most time."""
+    widths = epoch_widths(
+        positives,
+        global_batch,
+        train.seed,
+        bucket_multiple=train.bucket_multiple,
+        chunk_batches=train.chunk_batches,
+    )
+    found, counts = np.unique(widths, return_counts=True)
+    return [int(w) for w in found[np.argsort(-(found * counts), kind="stable")]]
 
 
 def _validation(

@@ -1,0 +1,249 @@
+"""XLA programs compiled on a background thread while the first batches train without XLA."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+class CompileAhead:
+    """A train function that runs each batch width under XLA once its program is ready.
+
+    With ``jit_compile=True`` Keras compiles the train step for every new
+    batch shape on the training thread, the first time that shape arrives:
+    on Games' 12 bucket widths that is 12 compiles of 4-6 s of CPU each
+    before the first epoch ends. Here the train step exists twice, the XLA
+    one and the same step as a plain TensorFlow graph (one trace for every
+    width, no compile). Each step picks the XLA program when its width is
+    marked ready and the plain graph otherwise (a ``tf.cond`` on a boolean
+    per width, inside Keras' ``steps_per_execution`` loop), while one
+    background thread compiles the widths in the given order (``sasrec
+    train``: the widths carrying most positions of the epoch first) and
+    marks each ready as soon as it is compiled.
+
+    The background thread compiles by running Keras' train function itself
+    (as traced by the training thread's first call) on one batch of zeros of
+    that width, with every captured variable (weights, optimizer slots,
+    metrics) replaced by a zero copy of the same shape and the ready flags
+    by all-true ones, so the real variables never see the warm-up.
+    TensorFlow keys an XLA program by the compiled cluster of that function
+    and the argument shapes, so the training thread's XLA steps of that
+    width find it in the cache. (The step's own ``tf.function`` called
+    outside the train function is another cluster: it would compile again.)
+    If that private entry point (``ConcreteFunction._call_flat``) fails,
+    every width is marked ready and steps compile on the training thread,
+    as plain ``jit_compile=True`` does.
+
+    The warm-up call runs its kernels on TensorFlow's inter-op thread pool,
+    as the training thread's calls do: with one inter-op thread (our
+    default, ``sasrec.runtime.configure_threads``) a compile holds it and
+    the training steps wait for the compile to end, so configure two
+    (``configure_threads(inter_op=2)``, what ``sasrec train`` does).
+
+    Both paths run the same step (``model.train_step``) on the same
+    variables, so the updates are the same up to float rounding: XLA fuses
+    and reorders floating-point work.
+
+    Args:
+        model: A compiled Keras model with ``jit_compile=True`` whose train
+            batches are dicts of integer tensors, ``(B, t)`` or ``(B, t, n)``
+            with the width ``t`` on axis 1 (``(B, 1, n)`` stays ``1``).
+        element_spec: The training dataset's ``element_spec``.
+        batch_size: Rows of every batch (the dataset pads the short one).
+        widths: Batch widths to compile, in order; duplicates are ignored.
+        max_width: The largest width a batch can have.
+
+    Example:
+        >>> ahead = CompileAhead(model, dataset.element_spec, 128, [50, 8, 1], 50)
+        ... # doctest: +SKIP
+        >>> model.fit(dataset, epochs=2, callbacks=[ahead.callback()])  # doctest: +SKIP
+        >>> ahead.compiled  # doctest: +SKIP
+        [50, 8, 1]
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        element_spec: Mapping[str, tf.TensorSpec],
+        batch_size: int,
+        widths: Sequence[int],
+        max_width: int,
+    ) -> None:
+        if not model.jit_compile:
+            raise ValueError("CompileAhead needs a model compiled with jit_compile=True")
+        if batch_size < 1 or max_width < 1:
+            raise ValueError(
+                f"need batch_size >= 1 and max_width >= 1, received batch_size={batch_size}, "
+                f"max_width={max_width}"
+            )
+        bad = [w for w in widths if not 1 <= int(w) <= max_width]
+        if bad:
+            raise ValueError(f"widths must be in 1..{max_width}, received {bad}")
+        self.model = model
+        self.element_spec = dict(element_spec)
+        self.batch_size = int(batch_size)
+        self.widths = list(dict.fromkeys(int(w) for w in widths))
+        self.max_width = int(max_width)
+        # Widths whose XLA program the background thread finished, in order.
+        self.compiled: list[int] = []
+        # Wall seconds of each of those compiles.
+        self.seconds: list[float] = []
+        # Wall seconds from start() until the last width was marked ready.
+        self.ready_after: float | None = None
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Not a model attribute: it must not enter checkpoints or saved weights.
+        self._ready = tf.Variable(tf.zeros([self.max_width + 1], tf.bool), trainable=False)
+        self._xla_step = tf.function(model.train_step, jit_compile=True)
+        self._install()
+
+    def _install(self) -> None:
+        model, ready, xla_step = self.model, self._ready, self._xla_step
+
+        def step(data: Any) -> Any:
+            width = tf.shape(data["item_ids"])[1]
+            ready_now = tf.gather(ready, tf.minimum(width, self.max_width))
+            return tf.cond(ready_now, lambda: xla_step(data), lambda: model.train_step(data))
+
+        # Keras' loop (steps_per_execution, distribution) around our step; the
+        # step itself must not be one XLA cluster, so jit_compile is off while
+        # Keras wraps it.
+        model._jit_compile = False
+        try:
+            model.train_function = model._make_function(step)
+        finally:
+            model._jit_compile = True
+
+    def start(self) -> None:
+        """Starts the background compiles (once; later calls do nothing)."""
+        if self._thread is not None:
+            return
+        if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+            logger.warning(
+                "one inter-op thread: training steps wait for each compile "
+                "(configure_threads(inter_op=2) before TensorFlow starts)"
+            )
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="sasrec-compile-ahead", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Lets the compile under way finish, skips the rest and waits for the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def stop_when_done(self) -> None:
+        """Waits until every width is compiled (or the compiles failed)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def ready_widths(self) -> list[int]:
+        """Widths whose steps run under XLA now, ascending."""
+        return [int(w) for w in np.flatnonzero(self._ready.numpy())]
+
+    def callback(self) -> keras.callbacks.Callback:
+        """A callback that starts the compiles when ``fit`` starts and stops them at its end."""
+        return _CompileAheadCallback(self)
+
+    def _zeros(self, width: int) -> dict[str, tf.Tensor]:
+        batch = {}
+        for key, spec in self.element_spec.items():
+            dims = list(spec.shape)
+            dims[0] = self.batch_size
+            if len(dims) > 1 and dims[1] is None:
+                dims[1] = width
+            if any(d is None for d in dims):
+                raise ValueError(f"cannot build a warm-up batch for {key!r} of shape {spec.shape}")
+            batch[key] = tf.zeros(dims, spec.dtype)
+        return batch
+
+    def _run(self) -> None:
+        try:
+            function = self._train_concrete_function()
+            variables = {id(v.handle): v for v in function.variables}
+            ready = id(self._ready.handle)
+            # Zero copies of every captured variable (the warm-up steps update
+            # these), and a copy of the ready flags with every width ready.
+            captures = [
+                tf.Variable(tf.ones_like(self._ready)).handle
+                if id(c) == ready
+                else tf.Variable(tf.zeros(variables[id(c)].shape, variables[id(c)].dtype)).handle
+                if id(c) in variables
+                else c
+                for c in function.captured_inputs
+            ]
+            for width in self.widths:
+                if self._stop.is_set():
+                    return
+                start = time.perf_counter()
+                iterator = iter(self._warm_up_batch(width))
+                function._call_flat(tf.nest.flatten(iterator, expand_composites=True), captures)
+                self.seconds.append(round(time.perf_counter() - start, 2))
+                self.compiled.append(width)
+                self._ready[width].assign(True)
+            self.ready_after = round(time.perf_counter() - self._started, 2)
+        except Exception:  # noqa: BLE001 - any failure falls back to compiling in the step
+            logger.warning(
+                "compiling XLA widths ahead failed; the train step compiles each width "
+                "when it first runs",
+                exc_info=True,
+            )
+            self._ready.assign(tf.ones_like(self._ready))
+
+    def _train_concrete_function(self) -> Any:
+        """Keras' train function as traced for the dataset.
+
+        The XLA program TensorFlow caches is that of the compiled cluster
+        inside this very function, so the warm-up must run through it: the
+        same step called on its own is another cluster, compiled again.
+        """
+        # Keras returns a Python wrapper around its tf.function (the steps loop).
+        cells = getattr(self.model.train_function, "__closure__", None) or ()
+        functions = [
+            c.cell_contents
+            for c in cells
+            if hasattr(c.cell_contents, "_list_all_concrete_functions")
+        ]
+        if len(functions) != 1:
+            raise TypeError("cannot find the tf.function of Keras' train function")
+        function = functions[0]
+        traced = function._list_all_concrete_functions()
+        if traced:
+            return traced[0]
+        # The iterator's trace type is its element spec: the training thread's
+        # first call finds this trace (tf.function traces one call at a time).
+        return function.get_concrete_function(iter(self._warm_up_batch(1)))
+
+    def _warm_up_batch(self, width: int) -> tf.data.Dataset:
+        """One batch of zeros of this width, with the dataset's element spec."""
+        zeros = self._zeros(width)
+        shapes = {key: spec.shape for key, spec in self.element_spec.items()}
+        return tf.data.Dataset.from_tensors(zeros).map(
+            lambda batch: {
+                key: tf.raw_ops.PlaceholderWithDefault(input=value, shape=shapes[key])
+                for key, value in batch.items()
+            }
+        )
+
+
+class _CompileAheadCallback(keras.callbacks.Callback):
+    def __init__(self, ahead: CompileAhead) -> None:
+        super().__init__()
+        self.ahead = ahead
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.ahead.start()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.ahead.stop()

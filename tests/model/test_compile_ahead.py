@@ -1,0 +1,144 @@
+"""CompileAhead: XLA widths compiled on a thread, the same training as plain XLA.
+
+Real TensorFlow training on a tiny model (no mocks): the widths the planner
+predicts are the dataset's, the background compile leaves the real variables
+alone, and a run through the dispatching train function gives the losses and
+weights of the plain ``jit_compile=True`` run.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from sasrec.data.dataset import epoch_widths, make_training_dataset
+from sasrec.models import SASRec
+from sasrec.models.compile_ahead import CompileAhead
+from sasrec.optimizers import FusedAdam
+
+NUM_ITEMS = 40
+MAX_LEN = 8
+BATCH = 4
+
+
+def _windows() -> tuple[np.ndarray, np.ndarray]:
+    """18 left-padded windows of lengths 1..8, so several bucket widths occur."""
+    rng = np.random.default_rng(3)
+    inputs = np.zeros((18, MAX_LEN), np.int32)
+    positives = np.zeros((18, MAX_LEN), np.int32)
+    for row in range(18):
+        length = 1 + row % MAX_LEN
+        items = rng.integers(1, NUM_ITEMS + 1, length + 1)
+        inputs[row, MAX_LEN - length :] = items[:-1]
+        positives[row, MAX_LEN - length :] = items[1:]
+    return inputs, positives
+
+
+def _dataset(seed: int = 0):
+    inputs, positives = _windows()
+    return make_training_dataset(
+        inputs, positives, NUM_ITEMS, BATCH, num_negatives=1, seed=seed, exclude_seen=True
+    )
+
+
+def _model(steps_per_execution: int = 2) -> SASRec:
+    keras.utils.set_random_seed(7)
+    model = SASRec(
+        num_items=NUM_ITEMS, hidden_dim=8, num_blocks=1, num_heads=1, max_len=MAX_LEN,
+        dropout=0.3, loss="bce", num_negatives=1,
+    )  # fmt: skip
+    model.compile(
+        optimizer=FusedAdam(learning_rate=0.01),
+        jit_compile=True,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+class _Losses(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[float] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.values.append(float(logs["loss"]))
+
+
+def test_epoch_widths_are_the_widths_the_dataset_yields():
+    inputs, positives = _windows()
+    iterator = iter(_dataset(seed=5).repeat(2))
+    for epoch in (0, 1):
+        planned = epoch_widths(positives, BATCH, seed=5, epoch=epoch).tolist()
+        seen = [int(next(iterator)["item_ids"].shape[1]) for _ in planned]
+        assert seen == planned
+    # Lengths 1..8 in batches of 4 sorted by length: more than one width.
+    assert len(set(planned)) > 1
+
+
+def test_background_compile_leaves_the_variables_alone_then_trains_as_plain_xla():
+    reference = _model()
+    plain_losses = _Losses()
+    reference.fit(_dataset(), epochs=2, callbacks=[plain_losses], verbose=0, shuffle=False)
+
+    model = _model()
+    dataset = _dataset()
+    before = [np.array(v) for v in model.variables + model.optimizer.variables]
+    widths = epoch_widths(_windows()[1], BATCH, seed=0).tolist()
+    ahead = CompileAhead(model, dataset.element_spec, BATCH, widths + widths[:1], MAX_LEN)
+    ahead.start()
+    ahead.stop_when_done()
+    assert ahead.compiled == list(dict.fromkeys(widths))
+    assert ahead.ready_widths() == sorted(set(widths))
+    for old, new in zip(before, model.variables + model.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(old, np.array(new))
+    # Every step under XLA from the first one, with the thread's programs.
+    losses = _Losses()
+    model.fit(dataset, epochs=2, callbacks=[ahead.callback(), losses], verbose=0, shuffle=False)
+    np.testing.assert_allclose(losses.values, plain_losses.values, rtol=2e-4)
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    assert int(model.optimizer.iterations.numpy()) == int(reference.optimizer.iterations.numpy())
+
+
+@pytest.mark.slow
+def test_plain_steps_while_compiling_give_the_losses_of_plain_xla():
+    """The thread compiles during fit: the first steps take the plain graph."""
+    reference = _model()
+    plain_losses = _Losses()
+    reference.fit(_dataset(), epochs=3, callbacks=[plain_losses], verbose=0, shuffle=False)
+    model = _model()
+    dataset = _dataset()
+    widths = sorted(set(epoch_widths(_windows()[1], BATCH, seed=0).tolist()))
+    ahead = CompileAhead(model, dataset.element_spec, BATCH, widths, MAX_LEN)
+    losses = _Losses()
+    model.fit(dataset, epochs=3, callbacks=[ahead.callback(), losses], verbose=0, shuffle=False)
+    np.testing.assert_allclose(losses.values, plain_losses.values, rtol=2e-4)
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_without_compile_steps_run_the_plain_graph():
+    """No width ready: every step takes the plain graph, and training still learns."""
+    model = _model()
+    dataset = _dataset()
+    ahead = CompileAhead(model, dataset.element_spec, BATCH, [], MAX_LEN)
+    losses = _Losses()
+    model.fit(dataset, epochs=4, callbacks=[ahead.callback(), losses], verbose=0, shuffle=False)
+    assert ahead.compiled == []
+    assert ahead.ready_widths() == []
+    assert losses.values[-1] < losses.values[0]
+
+
+def test_bad_arguments_are_refused():
+    model = _model()
+    spec = _dataset().element_spec
+    with pytest.raises(ValueError, match=r"widths must be in 1\.\.8"):
+        CompileAhead(model, spec, BATCH, [9], MAX_LEN)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        CompileAhead(model, spec, 0, [2], MAX_LEN)
+    plain = SASRec(num_items=NUM_ITEMS, hidden_dim=8, num_blocks=1, max_len=MAX_LEN, loss="bce")
+    plain.compile(optimizer="adam", jit_compile=False)
+    with pytest.raises(ValueError, match="jit_compile=True"):
+        CompileAhead(plain, spec, BATCH, [2], MAX_LEN)
