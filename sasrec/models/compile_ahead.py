@@ -137,10 +137,10 @@ class CompileAhead:
         self._thread = threading.Thread(target=self._run, name="sasrec-compile-ahead", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Lets the compile under way finish, skips the rest and waits for the thread."""
+    def stop(self, wait: bool = True) -> None:
+        """Skips the widths not started; ``wait``: also waits for the compile under way."""
         self._stop.set()
-        if self._thread is not None:
+        if wait and self._thread is not None:
             self._thread.join()
 
     def stop_when_done(self) -> None:
@@ -152,9 +152,14 @@ class CompileAhead:
         """Widths whose steps run under XLA now, ascending."""
         return [int(w) for w in np.flatnonzero(self._ready.numpy())]
 
-    def callback(self) -> keras.callbacks.Callback:
-        """A callback that starts the compiles when ``fit`` starts and stops them at its end."""
-        return _CompileAheadCallback(self)
+    def callback(self, wait_at_end: bool = True) -> keras.callbacks.Callback:
+        """A callback that starts the compiles when ``fit`` starts and stops them at its end.
+
+        With ``wait_at_end=False`` the end of ``fit`` does not wait for the
+        compile under way (up to one compile); the caller must then call
+        :meth:`stop` before the process exits.
+        """
+        return _CompileAheadCallback(self, wait_at_end)
 
     def _zeros(self, width: int) -> dict[str, tf.Tensor]:
         batch = {}
@@ -238,12 +243,13 @@ class CompileAhead:
 
 
 class _CompileAheadCallback(keras.callbacks.Callback):
-    def __init__(self, ahead: CompileAhead) -> None:
+    def __init__(self, ahead: CompileAhead, wait_at_end: bool) -> None:
         super().__init__()
         self.ahead = ahead
+        self.wait_at_end = wait_at_end
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.ahead.start()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self.ahead.stop()
+        self.ahead.stop(wait=self.wait_at_end)

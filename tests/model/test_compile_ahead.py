@@ -142,3 +142,19 @@ def test_bad_arguments_are_refused():
     plain.compile(optimizer="adam", jit_compile=False)
     with pytest.raises(ValueError, match="jit_compile=True"):
         CompileAhead(plain, spec, BATCH, [2], MAX_LEN)
+
+
+def test_sasrec_train_compiles_ahead_and_publishes(tmp_path, capsys):
+    """The whole job with compile-ahead: a version is published, the widths are the plan's."""
+    from sasrec.training.options import DataOptions, TrainOptions
+    from sasrec.training.run import run_training
+
+    data = DataOptions(synthetic_users=150, synthetic_items=60, min_user=3, min_item=2)
+    model = {"hidden_dim": 16, "num_blocks": 1, "num_heads": 1, "max_len": 12, "loss": "bce"}
+    train = TrainOptions(epochs=2, batch_size=32, verbose=2, tensorboard=False, bootstrap=20)
+    version = run_training(tmp_path / "m", data, model, train)
+    assert version is not None and (version / "model.keras").exists()
+    line = [x for x in capsys.readouterr().out.splitlines() if "compiled on a thread" in x]
+    assert len(line) == 1
+    compiled = [int(w) for w in line[0].split("[")[1].split("]")[0].split(",") if w.strip()]
+    assert set(compiled) <= {1, 2, 3, 4, 6, 8, 12}

@@ -188,7 +188,9 @@ def _run_locked(
     callbacks = _callbacks(out, checkpoint, timer, validation, run_history, train)
     ahead = _compile_ahead(model, dataset, width_order, config, train, distribution, global_batch)
     if ahead is not None:
-        callbacks.insert(0, ahead.callback())
+        # The compile under way at the end of fit finishes during the final
+        # evaluation (up to one compile, 4-60 s) and is awaited before returning.
+        callbacks.insert(0, ahead.callback(wait_at_end=False))
     # The dataset shuffles and buckets by itself; Keras must not try to.
     try:
         with distribution.worker_faults(), shard_read_errors():
@@ -199,16 +201,52 @@ def _run_locked(
                 verbose=train.verbose,
                 shuffle=False,
             )
+    except BaseException:
+        if ahead is not None:
+            ahead.stop()
+        raise
+    try:
+        return _after_fit(
+            out,
+            model,
+            prepared,
+            inputs,
+            data,
+            config,
+            train,
+            distribution,
+            validation,
+            run_history,
+            checkpoint,
+            ahead,
+        )
     finally:
         if ahead is not None:
             ahead.stop()
+
+
+def _after_fit(
+    out: Path,
+    model: SASRec,
+    prepared: Prepared,
+    inputs: np.ndarray,
+    data: DataOptions,
+    config: SASRecConfig,
+    train: TrainOptions,
+    distribution: Distribution,
+    validation: ValidationCallback,
+    run_history: RunHistory,
+    checkpoint: Path,
+    ahead: CompileAhead | None,
+) -> Path | None:
+    """Final evaluation and publishing, while a compile of ``ahead`` may still finish."""
+    fit_seconds = run_history.run_seconds()
     if ahead is not None:
         _say(
             train,
-            f"XLA widths compiled on a thread: {ahead.compiled} in {sum(ahead.seconds):.1f} s, "
-            f"in use {ahead.ready_after} s after the start of training",
+            f"XLA widths compiled on a thread: {ahead.compiled} "
+            f"({len(ahead.compiled)} of {len(ahead.widths)}) in {sum(ahead.seconds):.1f} s",
         )
-    fit_seconds = run_history.run_seconds()
     if not distribution.is_chief:
         # The chief evaluates and publishes the same weights.
         return None
