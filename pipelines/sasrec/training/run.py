@@ -152,18 +152,24 @@ def _run_locked(
         config = config.replace(**rest)
     # The epoch plan cuts global batches; each replica trains on its slice.
     global_batch = distribution.global_batch(train.batch_size)
+    # Planning epoch 1's widths costs a pass over the windows: only when compiling ahead.
+    plan_widths = train.compile_ahead and distribution.strategy is None
+    width_order: list[int] = []
     if prepared.stream is None:
         inputs, positives = training_windows(prepared.split.train, config.max_len)
         windows = len(inputs)
         per_batch = mean_positions_per_batch(positives, global_batch)
-        width_order = _width_order(positives, train, global_batch)
+        if plan_widths:
+            width_order = _width_order(positives, train, global_batch)
         training_input = _training_dataset(inputs, positives, config, train, global_batch)
         del inputs, positives  # the dataset holds them
     else:
         windows, positions = prepared.stream.epoch_size(config.max_len)
         per_batch = positions / max(-(-windows // global_batch), 1)
-        # Epoch 1's widths are not planned ahead when streaming: every width, widest first.
-        width_order = [int(w) for w in bucket_widths(config.max_len, train.bucket_multiple)[::-1]]
+        if plan_widths:
+            # Epoch 1's widths are not planned ahead when streaming: every width, widest first.
+            widths = bucket_widths(config.max_len, train.bucket_multiple)[::-1]
+            width_order = [int(w) for w in widths]
         training_input = _streaming_dataset(prepared.stream, windows, config, train, global_batch)
     config = _with_loss_denominator(config, per_batch, train)
     dataset = shard_dataset(training_input, distribution)
@@ -186,7 +192,7 @@ def _run_locked(
     timer = EpochTimer()
     run_history = RunHistory(timer, checkpoint, started=started)
     callbacks = _callbacks(out, checkpoint, timer, validation, run_history, train)
-    ahead = _compile_ahead(model, dataset, width_order, config, train, distribution, global_batch)
+    ahead = _compile_ahead(model, dataset, width_order, config, global_batch)
     if ahead is not None:
         # The compile under way at the end of fit finishes during the final
         # evaluation (up to one compile, 4-60 s) and is awaited before returning.
@@ -479,16 +485,14 @@ def _compile_ahead(
     dataset: Any,
     width_order: list[int],
     config: SASRecConfig,
-    train: TrainOptions,
-    distribution: Distribution,
     global_batch: int,
 ) -> CompileAhead | None:
     """The XLA widths compiled on a thread in ``width_order`` (or None).
 
-    Only for one-device XLA runs: the plain train function of a strategy
-    is left as Keras builds it.
+    Only for one-device XLA runs (``width_order`` is empty otherwise): the
+    plain train function of a strategy is left as Keras builds it.
     """
-    if not (train.compile_ahead and model.jit_compile and distribution.strategy is None):
+    if not (width_order and model.jit_compile):
         return None
     return CompileAhead(model, dataset.element_spec, global_batch, width_order, config.max_len)
 
