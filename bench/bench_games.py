@@ -5,7 +5,10 @@ Runs the real ``sasrec train`` job (``sasrec.training``) on
 flags given) and reports, from one run:
 
 - seconds per training epoch (median over epochs, validation excluded) and
-  training sequences (windows) per second;
+  training sequences (windows) per second; ``steady_epoch_s`` is the median
+  of the epochs that ran only compiled XLA programs (with compile-ahead,
+  those after every width was compiled), to compare with
+  ``--no-compile-ahead``;
 - the sampled protocol (target + 100 negatives, up to 10,000 users) next to
   the paper's NDCG@10 0.5360 / HR@10 0.7410;
 - full-ranking NDCG@10 / HR@10 (history excluded and included) with 95% CIs,
@@ -182,6 +185,17 @@ def main() -> None:
     print(format_summary(aggregate_seeds(results)))
 
 
+def _steady_median(epochs: list[float], all_ready_epoch: int | None) -> float | None:
+    """Median seconds of the epochs that ran only compiled XLA programs.
+
+    ``all_ready_epoch`` (1-based, from ``history.json``): the first epoch
+    that began with every width compiled ahead; None (no compile-ahead):
+    every epoch after the first.
+    """
+    steady = epochs[all_ready_epoch - 1 :] if all_ready_epoch else epochs[1:]
+    return round(statistics.median(steady), 3) if steady else None
+
+
 def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """One training run with training seed ``seed``; its figures as a JSON-able dict."""
     import keras
@@ -255,6 +269,10 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "best_epoch": metrics["best_validation"]["epoch"],
         "first_epoch_s": epochs[0],
         "median_epoch_s": round(median, 3),
+        # With compile-ahead, the epochs that began with every XLA width
+        # compiled; without it, every epoch after the first (which compiles).
+        "xla_all_ready_epoch": history.get("xla_all_ready_epoch"),
+        "steady_epoch_s": _steady_median(epochs, history.get("xla_all_ready_epoch")),
         # Every epoch, so a run's slow phases show next to its median.
         "epoch_s": epochs,
         "sequences_per_s": round(windows / median, 1),

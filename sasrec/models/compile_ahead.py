@@ -99,6 +99,10 @@ class CompileAhead:
         self.seconds: list[float] = []
         # Wall seconds from start() until the last width was marked ready.
         self.ready_after: float | None = None
+        # The first epoch (1-based) that began with every width compiled:
+        # from there on every step runs the same XLA programs as plain
+        # ``jit_compile=True`` (None: no epoch did).
+        self.all_ready_epoch: int | None = None
         self._started = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -250,6 +254,11 @@ class _CompileAheadCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.ahead.start()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        ahead = self.ahead
+        if ahead.all_ready_epoch is None and ahead.ready_after is not None and ahead.compiled:
+            ahead.all_ready_epoch = epoch + 1
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.ahead.stop(wait=self.wait_at_end)

@@ -8,6 +8,8 @@ weights of the plain ``jit_compile=True`` run.
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -95,6 +97,7 @@ def test_background_compile_leaves_the_variables_alone_then_trains_as_plain_xla(
     # Every step under XLA from the first one, with the thread's programs.
     losses = _Losses()
     model.fit(dataset, epochs=2, callbacks=[ahead.callback(), losses], verbose=0, shuffle=False)
+    assert ahead.all_ready_epoch == 1
     np.testing.assert_allclose(losses.values, plain_losses.values, rtol=2e-4)
     for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
@@ -128,6 +131,7 @@ def test_without_compile_steps_run_the_plain_graph():
     model.fit(dataset, epochs=4, callbacks=[ahead.callback(), losses], verbose=0, shuffle=False)
     assert ahead.compiled == []
     assert ahead.ready_widths() == []
+    assert ahead.all_ready_epoch is None
     assert losses.values[-1] < losses.values[0]
 
 
@@ -158,3 +162,5 @@ def test_sasrec_train_compiles_ahead_and_publishes(tmp_path, capsys):
     assert len(line) == 1
     compiled = [int(w) for w in line[0].split("[")[1].split("]")[0].split(",") if w.strip()]
     assert set(compiled) <= {1, 2, 3, 4, 6, 8, 12}
+    ready = json.loads((version / "history.json").read_text())["xla_all_ready_epoch"]
+    assert ready is None or 1 <= ready <= 2

@@ -282,6 +282,7 @@ def _after_fit(
         train,
         seconds=run_history.run_seconds(),
         fit_seconds=fit_seconds,
+        xla_all_ready_epoch=None if ahead is None else ahead.all_ready_epoch,
     )
 
     def build_version(staging: Path) -> None:

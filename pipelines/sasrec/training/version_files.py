@@ -33,6 +33,7 @@ def version_files(
     *,
     seconds: float,
     fit_seconds: float,
+    xla_all_ready_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The JSON files a version holds beside the model and its vocabulary, by file name.
 
@@ -44,6 +45,10 @@ def version_files(
     A resumed run's files describe the whole run: ``run_history`` holds
     every epoch, those before the interruption included, and ``seconds`` /
     ``fit_seconds`` count the earlier attempts up to their last checkpoint.
+
+    ``xla_all_ready_epoch``: with XLA widths compiled ahead, the first epoch
+    that began with all of them compiled (from there on the steps run the
+    same programs as plain ``jit_compile=True``); None otherwise.
     """
     history = run_history.history()
     counts = prepared.train_item_counts()
@@ -59,6 +64,7 @@ def version_files(
             **{k: [float(v) for v in vals] for k, vals in history.items()},
             "epoch_seconds": run_history.epoch_seconds(),
             "training_windows": int(training_windows),
+            "xla_all_ready_epoch": xla_all_ready_epoch,
         },
         POPULARITY_FILE: popularity_document(counts),
         TRAINING_FILE: {
