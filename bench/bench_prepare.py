@@ -44,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,18 +76,35 @@ def _is_java(pid: int) -> bool:
 
 
 def run(argv: list[str]) -> dict[str, float]:
-    """Runs the command, returns wall seconds and peak RSS (MiB) of python and java."""
+    """Runs the command, returns wall seconds and peak RSS (MiB) of python and java.
+
+    ``phases``: the Python process's peak so far (MiB) each time the peak had
+    grown when an output line came, with the seconds since start and the
+    line's beginning: where in a run the memory went.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     peaks = {"python": 0, "java": 0}
+    phases: list[list] = []
+    seen, marked = 0, 0
     while proc.poll() is None:
         peaks["python"] = max(peaks["python"], _hwm_kib(proc.pid))
         for child in _children(proc.pid):
             if _is_java(child):
                 peaks["java"] = max(peaks["java"], _hwm_kib(child))
+        if len(lines) > seen:
+            seen = len(lines)
+            if peaks["python"] > marked:
+                marked = peaks["python"]
+                elapsed = round(time.perf_counter() - started)
+                phases.append([elapsed, round(marked / 1024), lines[seen - 1].strip()[:60]])
         time.sleep(0.2)
     wall = time.perf_counter() - started
-    output = proc.stdout.read()
+    reader.join()
+    output = "".join(lines)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}):\n{output[-3000:]}")
     # CPU seconds of the command and everything it started (reaped by now): on a
@@ -94,6 +112,7 @@ def run(argv: list[str]) -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
     result.update({f"peak_{k}_mib": round(v / 1024) for k, v in peaks.items() if v})
+    result["phases"] = phases
     result["output_tail"] = output.strip().splitlines()[-3:]
     return result
 
