@@ -15,7 +15,8 @@ Usage::
         --spark-master 'local[2]' --spark-conf spark.driver.memory=6g
 
 Prints one JSON line: engine, events, wall and CPU seconds, events per second of
-each, peak RSS per process.
+each, peak RSS per process, and the digest of the PREPARED folder it wrote
+(:func:`prepared_digest`: equal digests, byte-identical output).
 
 ``--train-side data|prepared`` instead measures a short real ``sasrec
 train`` (one epoch, validation, final evaluation on 1,000 users and the
@@ -37,6 +38,7 @@ opened and the peak::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -117,6 +119,24 @@ def run(argv: list[str]) -> dict[str, float]:
     return result
 
 
+def prepared_digest(folder: Path) -> str:
+    """SHA-256 of a PREPARED folder: every file's name and bytes, the manifest without its date.
+
+    Two runs of ``sasrec data prepare`` on the same log and options give the
+    same digest exactly when they wrote the same vocabulary, report, split and
+    shard files, byte for byte.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            manifest.pop("created_at", None)
+            data = json.dumps(manifest, sort_keys=True).encode()
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + data)
+    return digest.hexdigest()[:16]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -141,6 +161,7 @@ def main() -> None:
     try:
         result = run(argv)
         events = json.loads((out / "data_stats.json").read_text())["read"]["rows"]
+        result["digest"] = prepared_digest(out)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
     load = os.getloadavg()

@@ -75,7 +75,8 @@ class ItemVocabulary:
     def encode(self, raw_ids: Iterable[str]) -> tuple[np.ndarray, list[str]]:
         """Encodes raw ids; unknown ones map to 0 and are also returned."""
         raw = [str(r) for r in raw_ids]
-        idx = np.fromiter((self._index.get(r, 0) for r in raw), dtype=np.int32, count=len(raw))
+        lookup = self._index
+        idx = np.fromiter((lookup.get(r, 0) for r in raw), dtype=np.int32, count=len(raw))
         unknown = [r for r, i in zip(raw, idx) if i == 0]
         return idx, unknown
 
