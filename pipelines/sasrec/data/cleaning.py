@@ -217,7 +217,8 @@ def k_core_mask(
         >>> keep.tolist(), passes
         ([True, True, False], 2)
     """
-    index = np.arange(len(users))
+    # int32 rows below 2**31 events: each pass compresses half the bytes.
+    index = np.arange(len(users), dtype=np.int32 if len(users) < 2**31 else np.int64)
     u, i = np.asarray(users), np.asarray(items)
     passes = 0
     while True:

@@ -75,9 +75,7 @@ class PreparedData:
 
 def _positions(users: UserSequences, all_ids: Any) -> np.ndarray:
     """Where each of ``users`` sits in ``all_ids`` (a ``pd.Index``, hashed once for all parts)."""
-    if len(users) == len(all_ids) and all(
-        a is b for a, b in zip(users.user_ids, all_ids.to_numpy())
-    ):
+    if len(users) == len(all_ids) and np.array_equal(users.user_ids, all_ids.to_numpy()):
         return np.arange(len(users))  # every user, in order (leave-one-out's training part)
     return all_ids.get_indexer(users.user_ids)
 
