@@ -146,6 +146,11 @@ def main() -> None:
     parser.add_argument("--spark-conf", action="append", default=[])
     parser.add_argument("--min-user", default="5")
     parser.add_argument("--min-item", default="5")
+    parser.add_argument(
+        "--train-flag", action="append", default=[],
+        help="with --train-side: one more `sasrec train` argument after TRAIN_FLAGS "
+        "(repeat it; e.g. --train-flag=--no-compile-ahead)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.train_side:
         _train_side(args)
@@ -228,7 +233,7 @@ def _train_side(args: argparse.Namespace) -> None:
     source = "--data" if args.train_side == "data" else "--prepared"
     argv = [sys.executable, "-m", "sasrec.cli", "train", "--out", str(out / "model")]
     try:
-        result = run([*argv, source, args.data, *TRAIN_FLAGS])
+        result = run([*argv, source, args.data, *TRAIN_FLAGS, *args.train_flag])
         history = json.loads((out / "model" / "1" / "history.json").read_text())
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -240,6 +245,7 @@ def _train_side(args: argparse.Namespace) -> None:
             {
                 "train_side": args.train_side,
                 "data": args.data,
+                "extra_flags": args.train_flag,
                 **result,
                 "load_1_5_15": [round(x, 2) for x in os.getloadavg()],
                 "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
