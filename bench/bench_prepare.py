@@ -15,7 +15,8 @@ Usage::
         --spark-master 'local[2]' --spark-conf spark.driver.memory=6g
 
 Prints one JSON line: engine, events, wall and CPU seconds, events per second of
-each, peak RSS per process.
+each, peak RSS per process, and the digest of the PREPARED folder it wrote
+(:func:`prepared_digest`: equal digests, byte-identical output).
 
 ``--train-side data|prepared`` instead measures a short real ``sasrec
 train`` (one epoch, validation, final evaluation on 1,000 users and the
@@ -37,6 +38,7 @@ opened and the peak::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -44,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,18 +78,35 @@ def _is_java(pid: int) -> bool:
 
 
 def run(argv: list[str]) -> dict[str, float]:
-    """Runs the command, returns wall seconds and peak RSS (MiB) of python and java."""
+    """Runs the command, returns wall seconds and peak RSS (MiB) of python and java.
+
+    ``phases``: the Python process's peak so far (MiB) each time the peak had
+    grown when an output line came, with the seconds since start and the
+    line's beginning: where in a run the memory went.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     peaks = {"python": 0, "java": 0}
+    phases: list[list] = []
+    seen, marked = 0, 0
     while proc.poll() is None:
         peaks["python"] = max(peaks["python"], _hwm_kib(proc.pid))
         for child in _children(proc.pid):
             if _is_java(child):
                 peaks["java"] = max(peaks["java"], _hwm_kib(child))
+        if len(lines) > seen:
+            seen = len(lines)
+            if peaks["python"] > marked:
+                marked = peaks["python"]
+                elapsed = round(time.perf_counter() - started)
+                phases.append([elapsed, round(marked / 1024), lines[seen - 1].strip()[:60]])
         time.sleep(0.2)
     wall = time.perf_counter() - started
-    output = proc.stdout.read()
+    reader.join()
+    output = "".join(lines)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}):\n{output[-3000:]}")
     # CPU seconds of the command and everything it started (reaped by now): on a
@@ -94,8 +114,27 @@ def run(argv: list[str]) -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
     result.update({f"peak_{k}_mib": round(v / 1024) for k, v in peaks.items() if v})
+    result["phases"] = phases
     result["output_tail"] = output.strip().splitlines()[-3:]
     return result
+
+
+def prepared_digest(folder: Path) -> str:
+    """SHA-256 of a PREPARED folder: every file's name and bytes, the manifest without its date.
+
+    Two runs of ``sasrec data prepare`` on the same log and options give the
+    same digest exactly when they wrote the same vocabulary, report, split and
+    shard files, byte for byte.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            manifest.pop("created_at", None)
+            data = json.dumps(manifest, sort_keys=True).encode()
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + data)
+    return digest.hexdigest()[:16]
 
 
 def main() -> None:
@@ -107,6 +146,11 @@ def main() -> None:
     parser.add_argument("--spark-conf", action="append", default=[])
     parser.add_argument("--min-user", default="5")
     parser.add_argument("--min-item", default="5")
+    parser.add_argument(
+        "--train-flag", action="append", default=[],
+        help="with --train-side: one more `sasrec train` argument after TRAIN_FLAGS "
+        "(repeat it; e.g. --train-flag=--no-compile-ahead)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.train_side:
         _train_side(args)
@@ -122,6 +166,7 @@ def main() -> None:
     try:
         result = run(argv)
         events = json.loads((out / "data_stats.json").read_text())["read"]["rows"]
+        result["digest"] = prepared_digest(out)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
     load = os.getloadavg()
@@ -188,7 +233,7 @@ def _train_side(args: argparse.Namespace) -> None:
     source = "--data" if args.train_side == "data" else "--prepared"
     argv = [sys.executable, "-m", "sasrec.cli", "train", "--out", str(out / "model")]
     try:
-        result = run([*argv, source, args.data, *TRAIN_FLAGS])
+        result = run([*argv, source, args.data, *TRAIN_FLAGS, *args.train_flag])
         history = json.loads((out / "model" / "1" / "history.json").read_text())
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -200,6 +245,7 @@ def _train_side(args: argparse.Namespace) -> None:
             {
                 "train_side": args.train_side,
                 "data": args.data,
+                "extra_flags": args.train_flag,
                 **result,
                 "load_1_5_15": [round(x, 2) for x in os.getloadavg()],
                 "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),

@@ -93,6 +93,25 @@ def test_tuned_index_reaches_the_recall_target_with_few_lists() -> None:
     assert found.min() >= 1 and found.max() <= 20_000  # never padding row 0
 
 
+def test_exact_top_in_small_chunks_equals_the_sorted_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sasrec.engines import ann_index
+
+    table = clustered_table(3_000, 8)
+    queries = table[np.random.default_rng(2).integers(1, 3_001, 70)] * 1.5
+    scores = queries @ table.T
+    scores[:, 0] = -np.inf
+    truth = np.sort(np.argsort(-scores, axis=1)[:, :10], axis=1)
+    # 5 queries' scores per chunk instead of 64: same answer.
+    monkeypatch.setattr(ann_index, "_EXACT_CHUNK_BYTES", 5 * 4 * 3_001)
+    top = ann_index._exact_top(table, queries, 10)
+    assert top.shape == (70, 10) and top.dtype == np.int64
+    assert np.array_equal(np.sort(top, axis=1), truth)
+    # Its own small array: no row is a view into a chunk's (chunk, N + 1) scores.
+    assert top.base is None and top.nbytes == 70 * 10 * 8
+
+
 @pytest.mark.parametrize(
     "case",
     [

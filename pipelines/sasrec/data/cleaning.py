@@ -35,6 +35,7 @@ import pandas as pd
 from sasrec.data.columns import EVENT, ITEM, RATING, REQUIRED, TIMESTAMP, USER
 from sasrec.data.data_report import DataReport
 from sasrec.data.errors import DataError
+from sasrec.data.id_columns import categorical_from_codes
 from sasrec.data.ordering import id_codes, user_time_order
 
 
@@ -216,7 +217,8 @@ def k_core_mask(
         >>> keep.tolist(), passes
         ([True, True, False], 2)
     """
-    index = np.arange(len(users))
+    # int32 rows below 2**31 events: each pass compresses half the bytes.
+    index = np.arange(len(users), dtype=np.int32 if len(users) < 2**31 else np.int64)
     u, i = np.asarray(users), np.asarray(items)
     passes = 0
     while True:
@@ -262,9 +264,7 @@ def remove_unused_categories(df: pd.DataFrame) -> pd.DataFrame:
             # O(n) remap instead of pandas' sort-based version.
             remap = np.full(len(categories) + 1, -1, dtype=codes.dtype)
             remap[:-1][used] = np.arange(int(used.sum()), dtype=codes.dtype)
-            out[name] = pd.Categorical.from_codes(
-                remap[codes], categories=categories[used], validate=False
-            )
+            out[name] = categorical_from_codes(remap[codes], categories[used])
     return df.assign(**out) if out else df
 
 

@@ -29,7 +29,7 @@ def build_vocabulary(df: pd.DataFrame) -> ItemVocabulary:
     # A count per code, not np.unique: O(n) instead of hashing every event.
     present = codes[codes >= 0]
     used = np.flatnonzero(np.bincount(present, minlength=len(values))) if present.size else []
-    raw = sorted({str(v) for v in np.asarray(values, dtype=object)[used]} - {""})
+    raw = [v for v in _sorted_strings(_as_str_list(values), used) if v != ""]
     if not raw:
         raise DataError("cannot build a vocabulary: the frame has no items", column=ITEM)
     return ItemVocabulary(raw)
@@ -56,7 +56,7 @@ def encode_sequences(
     users, user_values = id_codes(df[USER])
     items, item_values = id_codes(df[ITEM])
     ts = df[TIMESTAMP].to_numpy()
-    index_of_code, missing = vocabulary.encode([str(v) for v in item_values])
+    index_of_code, missing = vocabulary.encode(_as_str_list(item_values))
     index = np.where(items >= 0, index_of_code[np.maximum(items, 0)], 0).astype(np.int32)
     valid = (index > 0) & (users >= 0)
     if not valid.all():
@@ -81,3 +81,22 @@ def encode_sequences(
     raw_users = np.asarray(user_values, dtype=object)[present]
     user_ids = np.asarray([str(v) for v in raw_users], dtype=object)
     return UserSequences(user_ids, offsets, index, np.asarray(ts, dtype=np.float64))
+
+
+def _as_str_list(values: pd.Index) -> list[str]:
+    """The id values as Python ``str`` (``tolist`` is C-speed; iterating a str Index is not)."""
+    return [v if type(v) is str else str(v) for v in values.tolist()]
+
+
+def _sorted_strings(values: list[str], used: np.ndarray) -> list[str]:
+    """``sorted(set(values[used]))``, sorted by Arrow: UTF-8 byte order is code point order.
+
+    Example:
+        >>> _sorted_strings(["b", "é", "a", "z"], np.array([0, 1, 3]))
+        ['b', 'z', 'é']
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chosen = pa.array(values, pa.string()).take(pa.array(np.asarray(used, dtype=np.int64)))
+    return pc.unique(chosen).sort().to_pylist()

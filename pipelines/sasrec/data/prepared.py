@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,11 @@ class PreparedData:
     manifest: dict[str, Any]
 
 
-def _positions(users: UserSequences, all_ids: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    return pd.Index(all_ids).get_indexer(users.user_ids)
+def _positions(users: UserSequences, all_ids: Any) -> np.ndarray:
+    """Where each of ``users`` sits in ``all_ids`` (a ``pd.Index``, hashed once for all parts)."""
+    if len(users) == len(all_ids) and np.array_equal(users.user_ids, all_ids.to_numpy()):
+        return np.arange(len(users))  # every user, in order (leave-one-out's training part)
+    return all_ids.get_indexer(users.user_ids)
 
 
 def sequence_table(sequences: UserSequences, split: Split) -> pa.Table:
@@ -88,18 +90,21 @@ def sequence_table(sequences: UserSequences, split: Split) -> pa.Table:
         >>> t.column("train_length").to_pylist(), t.column("test_length").to_pylist()
         ([2, 1], [3, -1])
     """
+    import pandas as pd
+
     n = len(sequences)
     train = np.zeros(n, dtype=np.int32)
     valid = np.full(n, -1, dtype=np.int32)
     test = np.full(n, -1, dtype=np.int32)
-    train[_positions(split.train, sequences.user_ids)] = split.train.lengths
-    valid[_positions(split.valid.histories, sequences.user_ids)] = split.valid.histories.lengths
-    test[_positions(split.test.histories, sequences.user_ids)] = split.test.histories.lengths
+    all_ids = pd.Index(sequences.user_ids, dtype=object, copy=False)
+    train[_positions(split.train, all_ids)] = split.train.lengths
+    valid[_positions(split.valid.histories, all_ids)] = split.valid.histories.lengths
+    test[_positions(split.test.histories, all_ids)] = split.test.histories.lengths
     offsets = pa.array(sequences.offsets.astype(np.int32))
     return pa.Table.from_arrays(
         [
             pa.array(np.arange(n, dtype=np.int64)),
-            pa.array(sequences.user_ids.tolist(), type=pa.string()),
+            pa.array(sequences.user_ids, type=pa.string()),
             pa.ListArray.from_arrays(offsets, pa.array(sequences.items, type=pa.int32())),
             pa.ListArray.from_arrays(offsets, pa.array(sequences.timestamps, type=pa.float64())),
             pa.array(train),
@@ -174,12 +179,19 @@ def _split_from_columns(
 
 def _write_shards(table: pa.Table, folder: Path, shards: int, rows_per_file: int) -> None:
     shard = layout.shard_of(table.column(layout.USER_ID).to_pylist(), shards)
-    for k in np.unique(shard):
+
+    def write(k: int) -> None:
         rows = table.take(pa.array(np.flatnonzero(shard == k)))
         target = folder / f"{layout.SHARD}={k}"
         target.mkdir(parents=True)
         for number, start in enumerate(range(0, rows.num_rows, rows_per_file)):
             pq.write_table(rows.slice(start, rows_per_file), target / layout.part_name(number))
+
+    folder.mkdir(parents=True)
+    # Arrow encodes and compresses without the GIL: two shards at a time use
+    # both cores; each file's bytes are the same whichever thread writes it.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(write, np.unique(shard).tolist()))
 
 
 def check_shard_settings(shards: int, rows_per_file: int) -> None:

@@ -88,10 +88,16 @@ def first_unit_change(values: np.ndarray, usable: np.ndarray) -> tuple[int, str,
         >>> first_unit_change(np.array([1.7e9, 1.7e9 + 1, 1.7e12]), np.ones(3, bool))[:3]
         (2, 'seconds', 'milliseconds')
     """
-    magnitude = np.abs(values[usable & np.isfinite(values)])
-    if magnitude.size < 2:
+    considered = usable & np.isfinite(values)
+    # No copy of the column in the common case (every value usable, none negative).
+    taking_part = values if considered.all() else values[considered]
+    if taking_part.size < 2:
         return None
-    low, high = magnitude_unit(np.array([magnitude.min(), magnitude.max()]))
+    smallest, largest = taking_part.min(), taking_part.max()
+    if smallest < 0:
+        magnitude = np.abs(taking_part)
+        smallest, largest = magnitude.min(), magnitude.max()
+    low, high = magnitude_unit(np.array([smallest, largest]))
     if low == high:
         return None  # every magnitude in one unit's band: the common case, in two passes
     classes = magnitude_unit(values)

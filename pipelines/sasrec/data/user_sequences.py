@@ -103,12 +103,14 @@ class UserSequences:
             raise ValueError("users must be strictly ascending, with one length each")
         if np.any(lengths > self.lengths[users]) or np.any(lengths < 0):
             raise ValueError("prefix lengths must be between 0 and the sequence lengths")
-        wanted = np.full(len(self), -1, dtype=np.int64)
-        wanted[users] = lengths
-        keep = self.position_in_user() < np.repeat(wanted, self.lengths)
         offsets = np.zeros(users.size + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return UserSequences(self.user_ids[users], offsets, self.items[keep], self.timestamps[keep])
+        # Event j of the prefixes is event j - offsets[k] of user users[k].
+        gather = np.repeat(self.offsets[users] - offsets[:-1], lengths)
+        gather += np.arange(offsets[-1], dtype=np.int64)
+        return UserSequences(
+            self.user_ids[users], offsets, self.items[gather], self.timestamps[gather]
+        )
 
     def __eq__(self, other: object) -> bool:
         return (
