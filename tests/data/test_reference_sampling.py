@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 
 from sasrec.cli import main
+from sasrec.cli.main import build_parser
+from sasrec.cli.train_flags import train_options_from_args
 from sasrec.data.dataset import epoch_batches, make_training_dataset, sample_negatives
 from sasrec.data.item_sets import ItemSets
 from sasrec.data.prepared import read_prepared
 from sasrec.data.prepared_stream import PreparedStream
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows, window_counts, window_owners
+from sasrec.training.options import TrainOptions
 
 # User "a": 7 training items, two windows of 3; user "b": 2 items, one window;
 # user "c": one item, no window.
@@ -183,3 +186,18 @@ def test_history_negatives_from_prepared_are_refused_with_exit_2(
     err = capsys.readouterr().err
     assert "--negatives history" in err and "--prepared" in err and "Traceback" not in err
     assert not (tmp_path / "m" / "1").exists()
+
+
+def test_sampler_flags_and_their_spellings() -> None:
+    def options(*flags: str):
+        return train_options_from_args(build_parser().parse_args(["train", "--out", "m", *flags]))
+
+    assert (options().negatives, options().trained_windows) == ("window", "all")
+    assert options("--negatives", "unseen").negatives == "window"  # the older spelling
+    assert options("--negatives", "history", "--trained-windows", "newest").trained_windows == (
+        "newest"
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "m", "--trained-windows", "oldest"])
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        TrainOptions(negatives="user")
