@@ -147,9 +147,16 @@ def main() -> None:
     )
     p.add_argument(
         "--negatives",
-        choices=["unseen", "uniform"],
-        default="unseen",
-        help="negatives outside the window (the reference) or any item but the target",
+        choices=["window", "history", "uniform"],
+        default="window",
+        help="negatives outside the window, outside the user's training items (the "
+        "reference) or any item but the target (TrainOptions.negatives)",
+    )
+    p.add_argument(
+        "--trained-windows",
+        choices=["all", "newest"],
+        default="all",
+        help="train every target or each user's newest window only (TrainOptions.trained_windows)",
     )
     p.add_argument(
         "--sparse-item-updates",
@@ -225,7 +232,8 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         verbose=2,
         tensorboard=False,
         bootstrap=1000,
-        exclude_seen_negatives=args.negatives == "unseen",
+        negatives=args.negatives,
+        trained_windows=args.trained_windows,
         steps_per_execution=args.steps_per_execution,
         adam_epsilon=args.adam_epsilon,
         loss_normalization=args.loss_normalization,
@@ -257,6 +265,7 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "full_users": test["num_users"],
         "model": model,
         "negatives": args.negatives,
+        "trained_windows": args.trained_windows,
         "batch_size": args.batch_size,
         "adam_epsilon": args.adam_epsilon,
         "loss_normalization": args.loss_normalization,

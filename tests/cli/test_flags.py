@@ -127,11 +127,7 @@ def test_flags_reach_the_options() -> None:
     assert (model["ffn_dim"], model["attention_dropout"], model["norm_first"]) == (32, 0.1, False)
     assert model["loss_denominator"] == 12.5
     train = train_options_from_args(args)
-    assert (train.learning_rate, train.sampled_eval, train.exclude_seen_negatives) == (
-        0.01,
-        False,
-        False,
-    )
+    assert (train.learning_rate, train.sampled_eval, train.negatives) == (0.01, False, "uniform")
     assert train.bucket_multiple == 8
     assert (
         train_options_from_args(

@@ -26,7 +26,12 @@ from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
 from sasrec.config import LOSSES, POSITION_EMBEDDINGS, SASRecConfig
 from sasrec.training.distribution import STRATEGIES
 from sasrec.training.loss_choice import SOFTMAX_MAX_ITEMS
-from sasrec.training.options import LOSS_NORMALIZATIONS, TrainOptions
+from sasrec.training.options import (
+    LOSS_NORMALIZATIONS,
+    NEGATIVE_EXCLUSIONS,
+    TRAINED_WINDOWS,
+    TrainOptions,
+)
 
 MODEL_PREFIX = "model_"
 TRAIN_PREFIX = "train_"
@@ -56,13 +61,18 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "learning_rate": Flag(names=("--learning-rate", "--lr"), metavar="RATE"),
     "beta_2": Flag(metavar="BETA"),
     "sampled_eval": Flag(names=("--sampled-eval", "--sampled")),
-    "exclude_seen_negatives": Flag(
-        names=("--negatives",),
-        choices=("unseen", "uniform"),
-        to_field=lambda value: value == "unseen",
-        from_field=lambda exclude: "unseen" if exclude else "uniform",
-        help="Training negatives: never an item of the window (unseen, the SASRec "
-        "reference's sampler) or any item but the target (uniform).",
+    "negatives": Flag(
+        # "unseen": the earlier spelling of "window".
+        choices=(*NEGATIVE_EXCLUSIONS, "unseen"),
+        to_field=lambda value: "window" if value == "unseen" else value,
+        help="Training negatives: never an item of the window (window; 'unseen' is an "
+        "older spelling), never an item of the user's training sequence (history, the SASRec "
+        "reference's sampler; not with --prepared) or any item but the target (uniform).",
+    ),
+    "trained_windows": Flag(
+        choices=TRAINED_WINDOWS,
+        help="Train every target (all) or only each user's newest max-len targets (newest, "
+        "as the SASRec reference).",
     ),
     "bucket_multiple": Flag(
         to_field=lambda value: value or None,

@@ -20,8 +20,9 @@ Every epoch is planned in numpy, then fed as ready batches:
 4. sample negatives for the whole batch at once, uniform over ``1..N`` minus
    the positive at that position (draw from ``N - 1`` values and shift those
    ``>= positive`` up by one: exact, no rejection loop). With
-   ``exclude_seen`` (the SASRec reference's sampler) a negative is also never
-   an item of its own window; colliding draws are redrawn, vectorised.
+   ``exclude_seen`` a negative is also never an item of its own window, with
+   ``history`` never an item of its user's training sequence (the SASRec
+   reference's sampler); colliding draws are redrawn, vectorised.
 
 The k-th iteration over the dataset yields epoch k, drawn from
 ``numpy.random.default_rng([seed, k])``: the same seed gives the same batches.
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sasrec.data.item_sets import ItemSets
 from sasrec.padding import PAD_ID
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ def sample_negatives(
     num_negatives: int,
     rng: np.random.Generator,
     exclude: np.ndarray | None = None,
+    exclude_sets: ItemSets | None = None,
+    owners: np.ndarray | None = None,
 ) -> np.ndarray:
     """Uniform negatives over ``1..num_items``, never equal to the positive.
 
@@ -62,9 +66,13 @@ def sample_negatives(
         num_negatives: n per position.
         rng: Random generator.
         exclude: Optional ``int (B, w)`` items each row must not draw either
-            (0 entries are ignored), e.g. the row's own history. Draws that
-            hit them are redrawn up to 64 times; a row that has seen nearly
-            the whole catalogue may keep a rare excluded item then.
+            (0 entries are ignored), e.g. the row's own window.
+        exclude_sets: Instead of ``exclude``: row ``b`` must not draw an item
+            of set ``owners[b]`` (e.g. its user's whole training sequence).
+        owners: ``int (B,)`` the set of each row, with ``exclude_sets``.
+
+    Draws that hit an excluded item are redrawn up to 64 times; a row that
+    has seen nearly the whole catalogue may keep a rare excluded item then.
 
     Returns:
         ``int32 (B, t, n)``; where the positive is 0 the values are arbitrary
@@ -80,19 +88,18 @@ def sample_negatives(
     pos = np.asarray(positives)[..., None]
     draw = rng.integers(1, num_items, size=(*pos.shape[:-1], num_negatives), dtype=np.int32)
     draw += draw >= pos
-    if exclude is None:
+    if exclude is not None:
+        exclude_sets = ItemSets.from_rows(exclude, num_items)
+        owners = np.arange(len(draw), dtype=np.int64)
+    if exclude_sets is None:
         return draw
-    # Sorted rows + searchsorted: membership for every draw without a Python loop.
-    seen = np.sort(np.asarray(exclude, dtype=np.int64), axis=1)
-    width = seen.shape[1]
-    offsets = (np.arange(len(seen), dtype=np.int64) * (num_items + 1))[:, None]
-    flat_seen = (seen + offsets).ravel()
-    row_offsets = offsets.reshape((-1,) + (1,) * (draw.ndim - 1))
+    if owners is None or len(owners) != len(draw):
+        raise ValueError("exclude_sets needs owners, one set index per row of positives")
+    row_sets = np.asarray(owners, dtype=np.int64).reshape((-1,) + (1,) * (draw.ndim - 1))
     for _ in range(_MAX_REDRAWS):
-        keys = draw.astype(np.int64) + row_offsets
-        where = np.minimum(np.searchsorted(flat_seen, keys), flat_seen.size - 1)
-        hit = flat_seen[where] == keys
-        if width == 0 or not hit.any():
+        # Sorted keys + searchsorted: membership for every draw without a Python loop.
+        hit = exclude_sets.contains(row_sets, draw)
+        if not hit.any():
             break
         redraw = rng.integers(1, num_items, size=int(hit.sum()), dtype=np.int32)
         redraw += redraw >= np.broadcast_to(pos, draw.shape)[hit]
@@ -189,12 +196,17 @@ def epoch_batches(
     negatives_per_sequence: bool = False,
     exclude_seen: bool = False,
     pad_remainder: bool = False,
+    history: ItemSets | None = None,
+    owners: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The batches of one epoch as dicts of numpy arrays (see the module docstring).
 
     With ``pad_remainder`` the one batch smaller than ``batch_size`` gets
     all-padding rows (ids, positives and negatives 0) up to ``batch_size``:
     they carry no loss, and every batch then has one of the bucket shapes.
+    With ``history`` (each user's items) and ``owners`` (the user of each
+    window) a negative is never an item of the window's user, instead of
+    the window (``exclude_seen``).
     """
     max_len = inputs.shape[1]
     if lengths is None:
@@ -206,25 +218,28 @@ def epoch_batches(
         batch_inputs = inputs[rows, max_len - width :]
         batch_positives = positives[rows, max_len - width :]
         batch = {"item_ids": batch_inputs, "positives": batch_positives}
-        seen = None
-        if exclude_seen:
+        excluded: dict[str, Any] = {}
+        if history is not None:
+            excluded = {"exclude_sets": history, "owners": owners[rows]}
+        elif exclude_seen:
             seen = np.concatenate([batch_inputs, batch_positives[:, -1:]], axis=1)
+            excluded = {"exclude": seen}
         if num_negatives > 0 and negatives_per_sequence:
-            # One set per sequence, uniform over 1..N (minus the window's items
-            # with exclude_seen); the model masks a negative equal to a
+            # One set per sequence, uniform over 1..N (minus the window's or
+            # the user's items); the model masks a negative equal to a
             # position's positive.
-            if seen is None:
+            if not excluded:
                 batch["negatives"] = rng.integers(
                     1, num_items + 1, size=(len(rows), 1, num_negatives), dtype=np.int32
                 )
             else:
-                last = batch_positives[:, -1:]  # part of `seen` anyway
+                last = batch_positives[:, -1:]  # an excluded item anyway
                 batch["negatives"] = sample_negatives(
-                    last, num_items, num_negatives, rng, exclude=seen
+                    last, num_items, num_negatives, rng, **excluded
                 )
         elif num_negatives > 0:
             batch["negatives"] = sample_negatives(
-                batch_positives, num_items, num_negatives, rng, exclude=seen
+                batch_positives, num_items, num_negatives, rng, **excluded
             )
         if pad_remainder and len(rows) < batch_size:
             batch = {key: _pad_rows(value, batch_size) for key, value in batch.items()}
@@ -285,6 +300,8 @@ def make_training_dataset(
     exclude_seen: bool = False,
     look_ahead: bool = True,
     pad_remainder: bool = True,
+    history: ItemSets | None = None,
+    owners: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of training batches (one iteration = one epoch).
 
@@ -316,6 +333,12 @@ def make_training_dataset(
             loss) to ``batch_size`` rows. A short batch's (rows, width) shape
             is otherwise new to XLA whenever its width changes: a 1.5-2.5 s
             compile in the middle of an epoch.
+        history: Each user's training items (:class:`ItemSets`): a negative
+            is never one of its window's user's items (the SASRec
+            reference's ``random_neq(1, N + 1, set(user_train[u]))``),
+            which for users longer than ``L`` excludes more than
+            ``exclude_seen``. Needs ``owners``.
+        owners: ``int (W,)`` the user (set index in ``history``) of each window.
 
     Returns:
         ``tf.data.Dataset`` of dicts ``{"item_ids": int32 (B, t), "positives":
@@ -351,6 +374,8 @@ def make_training_dataset(
         raise ValueError(f"negative sampling needs num_items >= 2, received {num_items}")
     if int(positives.max()) > num_items or int(inputs.max()) > num_items:
         raise ValueError(f"item indices exceed num_items={num_items}")
+    if history is not None and (owners is None or len(owners) != len(inputs)):
+        raise ValueError("history needs owners, the user of every window")
     lengths = (positives != PAD_ID).sum(axis=1)
     batches = len(inputs) // batch_size if drop_remainder else -(-len(inputs) // batch_size)
     epochs = itertools.count()
@@ -395,6 +420,8 @@ def make_training_dataset(
                 negatives_per_sequence=negatives_per_sequence,
                 exclude_seen=exclude_seen,
                 pad_remainder=pad_remainder,
+                history=history,
+                owners=owners,
             )
         )
         return pack_batches(planned, keys)

@@ -116,16 +116,20 @@ class PreparedStream:
             split_summary=json.loads((path / layout.SPLIT).read_text(encoding="utf-8")),
         )
 
-    def epoch_size(self, max_len: int) -> tuple[int, int]:
+    def epoch_size(self, max_len: int, newest_only: bool = False) -> tuple[int, int]:
         """``(windows, positions)`` of one training epoch at window length ``max_len``.
 
         The same counts as :func:`~sasrec.data.windows.training_windows` on
-        the whole training split, from the manifest's length histogram.
+        the whole training split (``newest_only`` as there), from the
+        manifest's length histogram.
         """
         counts = train_length_counts(self.path)
         lengths = np.arange(counts.size, dtype=np.int64)
-        windows = int((counts * window_counts(lengths, max_len)).sum())
-        positions = int((counts * np.maximum(lengths - 1, 0)).sum())
+        windows = int((counts * window_counts(lengths, max_len, newest_only)).sum())
+        targets = np.maximum(lengths - 1, 0)
+        if newest_only:
+            targets = np.minimum(targets, max_len)
+        positions = int((counts * targets).sum())
         return windows, positions
 
     def train_sequences(self, file: str | os.PathLike) -> UserSequences:
@@ -133,19 +137,25 @@ class PreparedStream:
         return _train_prefixes(read_shard(file, [layout.ITEMS, layout.TRAIN_LENGTH]))
 
     def file_windows(
-        self, file: str | os.PathLike, max_len: int, users: int = USERS_PER_READ
+        self,
+        file: str | os.PathLike,
+        max_len: int,
+        users: int = USERS_PER_READ,
+        newest_only: bool = False,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(inputs, positives)`` training windows of one file's users, ``users`` at a time.
 
-        The in-memory rule (:func:`~sasrec.data.windows.training_windows`);
-        reading a slice of users at a time bounds the arrays a file makes.
+        The in-memory rule (:func:`~sasrec.data.windows.training_windows`,
+        ``newest_only`` as there); reading a slice of users at a time bounds
+        the arrays a file makes.
         """
         try:
             batches = pq.ParquetFile(file).iter_batches(
                 batch_size=users, columns=[layout.ITEMS, layout.TRAIN_LENGTH]
             )
             for batch in batches:
-                yield training_windows(_train_prefixes(pa.Table.from_batches([batch])), max_len)
+                sequences = _train_prefixes(pa.Table.from_batches([batch]))
+                yield training_windows(sequences, max_len, newest_only)
         except (OSError, pa.ArrowException) as err:
             raise DataError(f"unreadable PREPARED shard ({err})", path=file) from err
 

@@ -23,18 +23,42 @@ from sasrec.padding import PAD_ID
 _CHUNK_WINDOWS = 1 << 16
 
 
-def window_counts(lengths: np.ndarray, max_len: int) -> np.ndarray:
-    """Windows per sequence: ``ceil((n - 1) / max_len)`` (0 when ``n < 2``)."""
+def window_counts(lengths: np.ndarray, max_len: int, newest_only: bool = False) -> np.ndarray:
+    """Windows per sequence: ``ceil((n - 1) / max_len)`` (0 when ``n < 2``), at most 1 newest only.
+
+    Example:
+        >>> window_counts(np.array([1, 2, 4, 7]), 3).tolist()
+        [0, 1, 1, 2]
+        >>> window_counts(np.array([1, 2, 4, 7]), 3, newest_only=True).tolist()
+        [0, 1, 1, 1]
+    """
     targets = np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 0)
-    return -(-targets // max_len)
+    counts = -(-targets // max_len)
+    return np.minimum(counts, 1) if newest_only else counts
 
 
-def training_windows(seqs: UserSequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def window_owners(lengths: np.ndarray, max_len: int, newest_only: bool = False) -> np.ndarray:
+    """``int64 (W,)`` the sequence of every window of :func:`training_windows`, in its order.
+
+    Example:
+        >>> window_owners(np.array([7, 1, 2]), 3).tolist()
+        [0, 0, 2]
+    """
+    counts = window_counts(lengths, max_len, newest_only)
+    return np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+
+
+def training_windows(
+    seqs: UserSequences, max_len: int, newest_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """All training windows of all users (see the module docstring).
 
     Args:
         seqs: Training sequences (e.g. ``split.train``).
         max_len: Window length ``L``.
+        newest_only: Only each user's newest window (its last ``L``
+            targets), as the SASRec reference trains: a user's older
+            targets never train then.
 
     Returns:
         ``(inputs, positives)``, both ``int32 (W, L)``, left-padded, most
@@ -46,11 +70,13 @@ def training_windows(seqs: UserSequences, max_len: int) -> tuple[np.ndarray, np.
         >>> inputs, positives = training_windows(seqs, 3)
         >>> inputs.tolist(), positives.tolist()
         ([[0, 1, 2], [3, 4, 5]], [[0, 2, 3], [4, 5, 6]])
+        >>> [a.tolist() for a in training_windows(seqs, 3, newest_only=True)]
+        [[[3, 4, 5]], [[4, 5, 6]]]
     """
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, received max_len={max_len}")
     lengths = seqs.lengths
-    counts = window_counts(lengths, max_len)
+    counts = window_counts(lengths, max_len, newest_only)
     total = int(counts.sum())
     inputs = np.full((total, max_len), PAD_ID, dtype=np.int32)
     positives = np.full((total, max_len), PAD_ID, dtype=np.int32)

@@ -18,6 +18,9 @@ from sasrec.training.distribution import check_strategy
 DATA_SYNTHETIC = "synthetic"
 SPLITS = ("leave_one_out", "temporal")
 LOSS_NORMALIZATIONS = ("epoch", "batch")
+# What a training negative may not be (besides the positive): see TrainOptions.negatives.
+NEGATIVE_EXCLUSIONS = ("window", "history", "uniform")
+TRAINED_WINDOWS = ("all", "newest")
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,18 @@ class TrainOptions:
             every user unless users × (items + 1) passes 10^10 scores per
             protocol (minutes per scorer on 2 cores), then as many users as
             fit.
-        exclude_seen_negatives: Never sample a window's own items as its
-            negatives (the SASRec reference's sampler, and the paper's sampled
-            evaluation draws its negatives the same way).
+        negatives: Which items a training negative may not be, besides
+            its positive: ``"window"``, the items of its own window;
+            ``"history"``, every item of its user's training sequence (the
+            SASRec reference's sampler; the same as ``"window"`` for users
+            of at most ``max_len + 1`` training items; in memory only, not
+            with ``--prepared``); ``"uniform"``, none.
+        trained_windows: ``"all"``: every target trains once per epoch, in
+            windows of ``max_len`` anchored at the newest event, so a long
+            user's older windows train too. ``"newest"``: only each user's
+            newest window (its last ``max_len`` targets), as the SASRec
+            reference trains (on Games the older windows are 6.2% of the
+            positions).
         bucket_multiple: Batch widths are multiples of this; None: the
             geometric widths 1, 2, 3, 4, 6, 8, 12, ... (fewer padded positions,
             but about twice as many shapes for XLA to compile in the first
@@ -213,7 +225,8 @@ class TrainOptions:
     sampled_eval: bool = True
     bootstrap: int = 1000
     max_eval_users: int = 0
-    exclude_seen_negatives: bool = True
+    negatives: str = "window"
+    trained_windows: str = "all"
     bucket_multiple: int | None = None
     chunk_batches: int = CHUNK_BATCHES
     shuffle_buffer: int = SHUFFLE_BUFFER
@@ -263,6 +276,14 @@ class TrainOptions:
                 f"adam_epsilon must be in (0, 1), received adam_epsilon={self.adam_epsilon}"
             )
         check_strategy(self.strategy)
+        for name, allowed in (
+            ("negatives", NEGATIVE_EXCLUSIONS),
+            ("trained_windows", TRAINED_WINDOWS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {allowed}, received {name}={getattr(self, name)!r}"
+                )
         if self.loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(
                 f"loss_normalization must be one of {LOSS_NORMALIZATIONS}, received "

@@ -30,8 +30,10 @@ import numpy as np
 from sasrec.artifact import publish_version, save_model_dir
 from sasrec.config import SASRecConfig
 from sasrec.data.dataset import bucket_widths, epoch_widths, make_training_dataset
+from sasrec.data.item_sets import ItemSets
 from sasrec.data.streaming_dataset import shard_read_errors
-from sasrec.data.windows import training_windows
+from sasrec.data.user_sequences import UserSequences
+from sasrec.data.windows import training_windows, window_owners
 from sasrec.models import SASRec
 from sasrec.models.compile_ahead import CompileAhead
 from sasrec.optimizers import FusedAdam
@@ -131,6 +133,12 @@ def _run_locked(
 ) -> Path | None:
     _seed_process(train.seed)
     started = time.time()
+    if data.prepared is not None and train.negatives == "history":
+        # A streamed window does not carry its user's other items.
+        raise ValueError(
+            "--negatives history needs the users' whole sequences in memory: train from "
+            "--data, or use --negatives window with --prepared"
+        )
 
     base = _base_model(train)
     prepared = prepare_data(data, base.vocabulary if base else None)
@@ -156,15 +164,20 @@ def _run_locked(
     plan_widths = train.compile_ahead and distribution.strategy is None
     width_order: list[int] = []
     if prepared.stream is None:
-        inputs, positives = training_windows(prepared.split.train, config.max_len)
+        newest_only = train.trained_windows == "newest"
+        inputs, positives = training_windows(prepared.split.train, config.max_len, newest_only)
         windows = len(inputs)
         per_batch = mean_positions_per_batch(positives, global_batch)
         if plan_widths:
             width_order = _width_order(positives, train, global_batch)
-        training_input = _training_dataset(inputs, positives, config, train, global_batch)
+        training_input = _training_dataset(
+            inputs, positives, config, train, global_batch, prepared.split.train
+        )
         del inputs, positives  # the dataset holds them
     else:
-        windows, positions = prepared.stream.epoch_size(config.max_len)
+        windows, positions = prepared.stream.epoch_size(
+            config.max_len, train.trained_windows == "newest"
+        )
         per_batch = positions / max(-(-windows // global_batch), 1)
         if plan_widths:
             # Epoch 1's widths are not planned ahead when streaming: every width, widest first.
@@ -409,7 +422,17 @@ def _training_dataset(
     config: SASRecConfig,
     train: TrainOptions,
     global_batch: int,
+    sequences: UserSequences,
 ) -> Any:
+    history: dict[str, Any] = {}
+    if train.negatives == "history" and config.loss != "softmax":
+        # Each user's training items as sorted keys, and the user of every window.
+        history = {
+            "history": ItemSets.from_csr(sequences.offsets, sequences.items, config.num_items),
+            "owners": window_owners(
+                sequences.lengths, config.max_len, train.trained_windows == "newest"
+            ),
+        }
     return make_training_dataset(
         inputs,
         positives,
@@ -420,9 +443,10 @@ def _training_dataset(
         # Hundreds of negatives per position would cost a (B, t, n, d) gather;
         # one set per sequence (gSASRec) costs (B, n, d).
         negatives_per_sequence=config.num_negatives > 1,
-        exclude_seen=train.exclude_seen_negatives,
+        exclude_seen=train.negatives == "window",
         bucket_multiple=train.bucket_multiple,
         chunk_batches=train.chunk_batches,
+        **history,
     )
 
 
@@ -437,9 +461,10 @@ def _streaming_dataset(
     """
     from sasrec.data.streaming_dataset import make_streaming_dataset
 
+    newest_only = train.trained_windows == "newest"
     return make_streaming_dataset(
         [str(f) for f in stream.files],
-        lambda file: stream.file_windows(file, config.max_len),
+        lambda file: stream.file_windows(file, config.max_len, newest_only=newest_only),
         windows,
         max_len=config.max_len,
         num_items=config.num_items,
@@ -450,7 +475,7 @@ def _streaming_dataset(
         chunk_batches=train.chunk_batches,
         bucket_multiple=train.bucket_multiple,
         negatives_per_sequence=config.num_negatives > 1,
-        exclude_seen=train.exclude_seen_negatives,
+        exclude_seen=train.negatives == "window",
     )
 
 
