@@ -77,14 +77,24 @@ def _is_java(pid: int) -> bool:
         return False
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(argv: list[str]) -> dict[str, float]:
-    """Runs the command, returns wall seconds and peak RSS (MiB) of python and java.
+    """Runs the command: wall seconds, CPU seconds, peak RSS (MiB) of python and java.
 
     ``phases``: the Python process's peak so far (MiB) each time the peak had
     grown when an output line came, with the seconds since start and the
     line's beginning: where in a run the memory went.
     """
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -92,11 +102,13 @@ def run(argv: list[str]) -> dict[str, float]:
     peaks = {"python": 0, "java": 0}
     phases: list[list] = []
     seen, marked = 0, 0
+    java_cpu: dict[int, float] = {}
     while proc.poll() is None:
         peaks["python"] = max(peaks["python"], _hwm_kib(proc.pid))
         for child in _children(proc.pid):
             if _is_java(child):
                 peaks["java"] = max(peaks["java"], _hwm_kib(child))
+                java_cpu[child] = max(java_cpu.get(child, 0.0), _cpu_s(child))
         if len(lines) > seen:
             seen = len(lines)
             if peaks["python"] > marked:
@@ -109,10 +121,15 @@ def run(argv: list[str]) -> dict[str, float]:
     output = "".join(lines)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}):\n{output[-3000:]}")
-    # CPU seconds of the command and everything it started (reaped by now): on a
-    # shared machine they move far less with the load than the wall time.
+    # CPU seconds: on a shared machine they move far less with the load than the
+    # wall time. The command's own come from the kernel once it is reaped; the
+    # JVM PySpark starts is not reaped by it (it outlives the Python driver by
+    # a moment), so its CPU is sampled with the memory (to within 0.2 s).
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+    own = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+    result = {"wall_s": round(wall, 1), "cpu_s": round(own + sum(java_cpu.values()), 1)}
+    if java_cpu:
+        result["cpu_java_s"] = round(sum(java_cpu.values()), 1)
     result.update({f"peak_{k}_mib": round(v / 1024) for k, v in peaks.items() if v})
     result["phases"] = phases
     result["output_tail"] = output.strip().splitlines()[-3:]

@@ -11,7 +11,10 @@ Usage::
     .venv/bin/python bench/synthetic_log.py --events 10000000 --items 1000000 \\
         --out /tmp/log-10m.parquet
 
-Vectorised NumPy + pyarrow; 10M events take about 10 s and 2 GB. Columns:
+Vectorised NumPy + pyarrow, written a chunk of users at a time
+(``--chunk-events``, default 10M: about 2 GB of memory whatever the size
+of the log; logs of up to 10M events are the rows the whole-log generator
+always wrote, larger ones the same distribution). Columns:
 ``user_id`` (``u00001234``), ``item_id`` (``sku-0004321``), ``timestamp``
 (int64 Unix seconds, increasing within a user), rows in time order unless
 ``--order user``.
@@ -44,6 +47,102 @@ def _names(prefix: str, codes: np.ndarray, width: int):
     return pc.take(table, pa.array(inverse.astype(np.int64)))
 
 
+def _user_lengths(rng: np.random.Generator, events: int, users: int) -> np.ndarray:
+    """Events per user: geometric around the mean, at least 2, trimmed to ``events`` in all."""
+    lengths = np.maximum(rng.geometric(users / events, users), 2)
+    ends = np.cumsum(lengths)
+    keep = int(np.searchsorted(ends, events, side="left")) + 1
+    lengths = lengths[:keep]
+    lengths[-1] -= int(lengths.sum()) - events
+    if lengths[-1] < 1:
+        lengths = lengths[:-1]
+    return lengths
+
+
+class _Chunks:
+    """The log's events, a group of consecutive users at a time, from one generator.
+
+    Every chunk draws its random numbers in the order the whole log used to
+    be drawn in (sessions, categories, ranks, the item permutation (first
+    chunk only), gaps, start times), so a log of one chunk is the one
+    :func:`synthetic_log` always made, and a log of many chunks has the same
+    distribution. Each chunk yields ``(user, item, timestamp)`` int64 arrays,
+    users numbered globally, rows in user order.
+
+    Example::
+
+        chunks = _Chunks(events=1_000, items=100, seed=0)
+        user, item, ts = next(iter(chunks.split(500)))
+    """
+
+    def __init__(
+        self,
+        events: int,
+        items: int,
+        users: int | None = None,
+        session_length: float = 5.0,
+        items_per_category: int = 500,
+        seed: int = 0,
+    ) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.lengths = _user_lengths(self.rng, events, users or max(events // 20, 1))
+        self.items = items
+        self.session_length = session_length
+        self.categories = max(items // items_per_category, 1)
+        self.per_category = -(-items // self.categories)
+        self.permutation: np.ndarray | None = None
+
+    def split(self, chunk_events: int):
+        """Yields the chunks: consecutive users, about ``chunk_events`` events each."""
+        ends = np.cumsum(self.lengths)
+        first_user = 0
+        while first_user < self.lengths.size:
+            done = int(ends[first_user - 1]) if first_user else 0
+            last = int(np.searchsorted(ends, done + chunk_events, side="right"))
+            last = max(last, first_user + 1)
+            yield self._chunk(first_user, self.lengths[first_user:last])
+            first_user = last
+
+    def _chunk(self, first_user: int, lengths: np.ndarray):
+        rng = self.rng
+        user = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+        n = user.size
+        first = np.zeros(n, dtype=bool)
+        first[np.concatenate(([0], np.cumsum(lengths)[:-1]))] = True
+        new_session = first | (rng.random(n) < 1.0 / self.session_length)
+        session = np.cumsum(new_session) - 1
+        session_category = _zipf_draw(rng, self.categories, 0.7, int(session[-1]) + 1)
+        rank = _zipf_draw(rng, self.per_category, 0.9, n)
+        item = np.minimum(session_category[session] * self.per_category + rank, self.items - 1)
+        if self.permutation is None:
+            self.permutation = rng.permutation(self.items)  # popularity is not the id order
+        item = self.permutation[item]
+        # Seconds: 30-300 s between events of a session, 1-5 days between sessions.
+        gap = np.where(
+            new_session, rng.integers(86_400, 5 * 86_400, n), rng.integers(30, 300, n)
+        ).astype(np.int64)
+        gap[first] = 0
+        start = START + rng.integers(0, 365 * 86_400, lengths.size)
+        clock = np.cumsum(gap)
+        ts = start[user] + clock - np.repeat(clock[first], lengths)
+        return user + first_user, item, ts
+
+
+START = 1_672_531_200  # 2023-01-01: user start times fall in the year after it
+
+
+def _table(user: np.ndarray, item: np.ndarray, ts: np.ndarray):
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "user_id": _names("u", user, 8),
+            "item_id": _names("sku-", item, 7),
+            "timestamp": pa.array(ts),
+        }
+    )
+
+
 def synthetic_log(
     events: int,
     items: int,
@@ -55,53 +154,107 @@ def synthetic_log(
 ):
     """Returns a ``pyarrow.Table`` (user_id, item_id, timestamp) of about ``events`` rows.
 
+    The whole log in memory (one chunk): :func:`write_synthetic_log` writes
+    the same rows for logs of up to ``chunk_events`` events, and larger ones
+    in bounded memory.
+
     Example::
 
         table = synthetic_log(events=100_000, items=20_000)
         assert table.num_rows == 100_000
     """
-    import pyarrow as pa
-
-    rng = np.random.default_rng(seed)
-    users = users or max(events // 20, 1)
-    # Events per user: geometric around the mean, at least 2, trimmed to `events`.
-    lengths = np.maximum(rng.geometric(users / events, users), 2)
-    ends = np.cumsum(lengths)
-    keep = int(np.searchsorted(ends, events, side="left")) + 1
-    lengths = lengths[:keep]
-    lengths[-1] -= int(lengths.sum()) - events
-    if lengths[-1] < 1:
-        lengths = lengths[:-1]
-    user = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
-    n = user.size
-    first = np.zeros(n, dtype=bool)
-    first[np.concatenate(([0], np.cumsum(lengths)[:-1]))] = True
-    new_session = first | (rng.random(n) < 1.0 / session_length)
-    session = np.cumsum(new_session) - 1
-    categories = max(items // items_per_category, 1)
-    per_category = -(-items // categories)
-    session_category = _zipf_draw(rng, categories, 0.7, int(session[-1]) + 1)
-    rank = _zipf_draw(rng, per_category, 0.9, n)
-    item = np.minimum(session_category[session] * per_category + rank, items - 1)
-    item = rng.permutation(items)[item]  # popularity is not the id order
-    # Seconds: 30-300 s between events of a session, 1-5 days between sessions.
-    gap = np.where(
-        new_session, rng.integers(86_400, 5 * 86_400, n), rng.integers(30, 300, n)
-    ).astype(np.int64)
-    gap[first] = 0
-    start = 1_672_531_200 + rng.integers(0, 365 * 86_400, lengths.size)
-    clock = np.cumsum(gap)
-    ts = start[user] + clock - np.repeat(clock[first], lengths)
+    chunks = _Chunks(events, items, users, session_length, items_per_category, seed)
+    user, item, ts = next(iter(chunks.split(events)))
     if order == "time":
         index = np.argsort(ts, kind="stable")
         user, item, ts = user[index], item[index], ts[index]
-    return pa.table(
-        {
-            "user_id": _names("u", user, 8),
-            "item_id": _names("sku-", item, 7),
-            "timestamp": pa.array(ts),
-        }
+    return _table(user, item, ts)
+
+
+def write_synthetic_log(
+    out: Path,
+    events: int,
+    items: int,
+    users: int | None = None,
+    session_length: float = 5.0,
+    seed: int = 0,
+    order: str = "time",
+    row_group: int = 1_000_000,
+    chunk_events: int = 10_000_000,
+) -> tuple[int, int]:
+    """Writes the log to the Parquet file ``out`` a chunk at a time: ``(rows, distinct items)``.
+
+    Memory is bounded by ``chunk_events`` (about 100 bytes per event), not the
+    log. In time order, each chunk's rows are first spread over time buckets
+    (temporary Parquet files beside ``out``, one row group per chunk), then
+    each bucket is sorted and appended: a stable sort by time of each bucket,
+    whose rows come in chunk then user order, is the stable sort of the whole
+    log, so one chunk or many give the same order for the same rows. The file
+    appears under its name only when complete.
+
+    Example::
+
+        rows, distinct = write_synthetic_log(Path("/tmp/log.parquet"), 100_000, 20_000)
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunks = _Chunks(events, items, users, session_length, seed=seed)
+    tmp = out.with_name(f".{out.name}.tmp")
+    seen = np.zeros(items, dtype=bool)
+    rows = 0
+    schema = pa.schema(
+        [("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64())]
     )
+    spill = pa.schema([("user", pa.int64()), ("item", pa.int64()), ("ts", pa.int64())])
+    # Bucket k holds times in [START + k * width, START + (k + 1) * width); the
+    # last one everything later (the sessions run on past the starts' year).
+    buckets = 1 if events <= chunk_events or order != "time" else -(-events // chunk_events) * 2
+    width = -(-365 * 86_400 // buckets)
+    spill_dir = out.with_name(f".{out.name}.buckets")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        if buckets == 1:
+            for user, item, ts in chunks.split(chunk_events):
+                if order == "time":
+                    index = np.argsort(ts, kind="stable")
+                    user, item, ts = user[index], item[index], ts[index]
+                writer.write_table(_table(user, item, ts), row_group_size=row_group)
+                seen[item] = True
+                rows += ts.size
+        else:
+            spill_dir.mkdir(exist_ok=True)
+            paths = [spill_dir / f"{k:05d}.parquet" for k in range(buckets)]
+            spills = [pq.ParquetWriter(p, spill) for p in paths]
+            try:
+                for user, item, ts in chunks.split(chunk_events):
+                    bucket = np.minimum((ts - START) // width, buckets - 1)
+                    order_in = np.argsort(bucket, kind="stable")  # keeps user order per bucket
+                    bounds = np.searchsorted(bucket[order_in], np.arange(buckets + 1))
+                    for k in range(buckets):
+                        part = order_in[bounds[k] : bounds[k + 1]]
+                        if part.size:
+                            spills[k].write_table(
+                                pa.table([user[part], item[part], ts[part]], schema=spill)
+                            )
+                    seen[item] = True
+                    rows += ts.size
+            finally:
+                for spill_writer in spills:
+                    spill_writer.close()
+            for path in paths:
+                part = pq.read_table(path)
+                path.unlink()
+                if part.num_rows == 0:
+                    continue
+                ts = part.column("ts").to_numpy()
+                index = np.argsort(ts, kind="stable")
+                user = part.column("user").to_numpy()[index]
+                item = part.column("item").to_numpy()[index]
+                del part
+                writer.write_table(_table(user, item, ts[index]), row_group_size=row_group)
+            spill_dir.rmdir()
+    os.replace(tmp, out)
+    return rows, int(seen.sum())
 
 
 def main() -> None:
@@ -113,21 +266,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--order", choices=("time", "user"), default="time")
     parser.add_argument("--row-group", type=int, default=1_000_000)
+    parser.add_argument(
+        "--chunk-events",
+        type=int,
+        default=10_000_000,
+        help="events generated at a time (memory: about 100 bytes each)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="a .parquet file")
     args = parser.parse_args()
-    import pyarrow.parquet as pq
-
     start = time.perf_counter()
-    table = synthetic_log(
-        args.events, args.items, args.users, args.session_length, seed=args.seed,
-        order=args.order,
+    rows, distinct = write_synthetic_log(
+        args.out, args.events, args.items, args.users, args.session_length, seed=args.seed,
+        order=args.order, row_group=args.row_group, chunk_events=args.chunk_events,
     )  # fmt: skip
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=args.row_group)
-    os.replace(tmp, args.out)
-    distinct = len(set(table.column("item_id").unique().to_pylist()))
     print(
-        f"{args.out}: {table.num_rows:,} events, {distinct:,} distinct items, "
+        f"{args.out}: {rows:,} events, {distinct:,} distinct items, "
         f"{time.perf_counter() - start:.1f} s"
     )
 

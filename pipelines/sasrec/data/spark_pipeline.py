@@ -44,6 +44,7 @@ from sasrec.vocabulary import ItemVocabulary
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 _QUANTILE_NAMES = ("min", "p25", "p50", "p75", "p90", "p99", "max")
 FIRST_SEEN = "_first_seen"
+_ADAPTIVE = "spark.sql.adaptive.enabled"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class SparkSettings:
     def __post_init__(self) -> None:
         if self.master and self.remote:
             raise ValueError("--spark-master and --spark-remote are alternatives: give one")
+        if self.remote and self.checkpoint_dir:
+            raise ValueError(
+                "--checkpoint-dir is the client's setting; with --spark-remote the Spark "
+                "Connect server's spark.checkpoint.dir is used (local checkpoints without it)"
+            )
 
 
 def spark_session(settings: SparkSettings) -> Any:
@@ -107,6 +113,9 @@ def spark_session(settings: SparkSettings) -> Any:
 class _Steps:
     """Counts each cleaning step into the report, as ``prepare``'s ``step`` does.
 
+    ``materialize=True`` checkpoints the step's output first, so the count and
+    every later step read it instead of recomputing the step.
+
     Example:
         >>> step = _Steps(DataReport())
         >>> events, n = step("duplicates", events.where(first_rows), n)  # doctest: +SKIP
@@ -115,8 +124,15 @@ class _Steps:
     def __init__(self, report: DataReport) -> None:
         self.report = report
 
-    def __call__(self, name: str, frame: Any, before: int, **details: Any) -> tuple[Any, int]:
-        after = frame.count()
+    def __call__(
+        self, name: str, frame: Any, before: int, *, materialize: bool = False, **details: Any
+    ) -> tuple[Any, int]:
+        if materialize:
+            frame = _checkpoint(frame)
+        return frame, self.record(name, before, frame.count(), **details)
+
+    def record(self, name: str, before: int, after: int, **details: Any) -> int:
+        """Adds a step counted elsewhere; no events left is an error."""
         self.report.add_step(name, before, after, **details)
         if after == 0:
             path = self.report.source.get("path")
@@ -125,17 +141,36 @@ class _Steps:
                 f"no events left after the {name!r} step{where}: it removed all {before:,} "
                 f"remaining events"
             )
-        return frame, after
+        return after
 
 
 def _checkpoint(frame: Any) -> Any:
-    # Classic sessions write to the checkpoint folder; Spark Connect has no
-    # SparkContext, and its checkpoint() is the server's own.
+    """Materializes ``frame`` and cuts its lineage (the plan does not grow with the steps).
+
+    Classic sessions write to the checkpoint folder set here. A Spark Connect
+    client cannot set the server's: its checkpoints are reliable when the
+    server was started with ``spark.checkpoint.dir``, and local ones (kept by
+    the executors, as a cached frame is) when not.
+    """
+    if type(frame).__module__.startswith("pyspark.sql.connect"):
+        try:
+            return frame.checkpoint(eager=True)
+        except Exception as err:
+            if "Checkpoint directory has not been set" not in str(err):
+                raise
+            return frame.localCheckpoint(eager=True)
     return frame.checkpoint(eager=True)
 
 
-def clean(events: Any, data: Any, report: DataReport, columns: list[str]) -> tuple[Any, DataReport]:
-    """The cleaning steps of :func:`sasrec.data.cleaning.prepare` on a Spark DataFrame."""
+def clean(
+    events: Any, data: Any, report: DataReport, columns: list[str]
+) -> tuple[Any, Any, DataReport]:
+    """The cleaning steps of :func:`sasrec.data.cleaning.prepare` on a Spark DataFrame.
+
+    Returns ``(events, pairs, report)``: the events before the k-core, and the
+    k-core's result as distinct (user, item) pairs with their event counts
+    ``_n``; the cleaned log is the events whose user and item are in ``pairs``.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -179,47 +214,71 @@ def clean(events: Any, data: Any, report: DataReport, columns: list[str]) -> tup
         events, n = step(
             "event_types", events.where(F.col(EVENT).isin(types)), n, event_types=types
         )
+    # From here on every step works per user: the log is shuffled by user once
+    # (a checkpoint keeps that partitioning), and the duplicates, repeats,
+    # the k-core's user counts and the sequences need no other shuffle of it.
+    events = events.repartition(_partitions(events), USER)
+    # The first row of each duplicate group is the one with the smallest
+    # position, and the rows differ in nothing else: a hash aggregation keeps
+    # it (a window would sort the whole log).
     keys = [USER, TIMESTAMP, ITEM] + [c for c in (EVENT, RATING) if c in columns]
-    first = Window.partitionBy(*keys).orderBy(POS)
-    events = events.withColumn("_k", F.row_number().over(first))
-    events, n = step("duplicates", events.where(F.col("_k") == 1).drop("_k"), n)
+    first = events.groupBy(*keys).agg(F.min(POS).alias(POS))
+    events, n = step("duplicates", first, n, materialize=True)
     if data.collapse_repeats:
         by_user = Window.partitionBy(USER).orderBy(TIMESTAMP, POS)
         previous = F.lag(ITEM).over(by_user)
         events = events.withColumn("_repeat", previous.isNotNull() & (previous == F.col(ITEM)))
-        events, n = step("consecutive_repeats", events.where(~F.col("_repeat")).drop("_repeat"), n)
+        events, n = step(
+            "consecutive_repeats",
+            events.where(~F.col("_repeat")).drop("_repeat"),
+            n,
+            materialize=True,
+        )
     before = n
-    events, passes, n = k_core(events, data.min_user, data.min_item, n)
-    events, n = step(
-        "k_core", events, before, min_user=data.min_user, min_item=data.min_item, passes=passes
-    )
-    return events, report
+    pairs, passes, n = k_core(events, data.min_user, data.min_item, n)
+    step.record("k_core", before, n, min_user=data.min_user, min_item=data.min_item, passes=passes)
+    return events, pairs, report
+
+
+def _partitions(frame: Any) -> int:
+    return int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions"))
 
 
 def k_core(events: Any, min_user: int, min_item: int, n: int) -> tuple[Any, int, int]:
-    """Iterative k-core: ``(events, passes, remaining)``, one checkpoint per pass.
+    """Iterative k-core: ``(pairs, passes, remaining events)``, one checkpoint per pass.
 
-    A pass drops every user and item below its threshold (counted on the
-    same input), as :func:`sasrec.data.cleaning.k_core_mask` does.
+    The passes run on the distinct (user, item) pairs with their event counts
+    (``_n``), not on the events: a user's or item's count is the sum of its
+    pairs' counts, and a pass drops every user and item below its threshold
+    (counted on the same input), as :func:`sasrec.data.cleaning.k_core_mask`
+    does. A dropped user or item never comes back, so the remaining events are
+    those whose user and item remain.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    pairs = _checkpoint(events.groupBy(USER, ITEM).agg(F.count(F.lit(1)).alias("_n")))
     if min_user <= 1 and min_item <= 1:
-        return events, 0, n
+        return pairs, 0, n
     passes = 0
-    events = _checkpoint(events)
     while True:
         passes += 1
-        users = events.groupBy(USER).agg(F.count(F.lit(1)).alias("_nu"))
-        items = events.groupBy(ITEM).agg(F.count(F.lit(1)).alias("_ni"))
-        kept = events.join(
-            users.where(F.col("_nu") >= min_user).select(USER), USER, "left_semi"
-        ).join(items.where(F.col("_ni") >= min_item).select(ITEM), ITEM, "left_semi")
-        kept = _checkpoint(kept)
-        after = kept.count()
-        events = kept
+        # The pairs are partitioned by user: a user's count is a window over its
+        # own partition; the items that pass (far fewer than the pairs) are
+        # broadcast, so a pass shuffles only the partial item counts.
+        users = F.sum("_n").over(Window.partitionBy(USER))
+        items = pairs.groupBy(ITEM).agg(F.sum("_n").alias("_ni"))
+        items = items.where(F.col("_ni") >= min_item).select(ITEM)
+        kept = (
+            pairs.withColumn("_nu", users)
+            .where(F.col("_nu") >= min_user)
+            .drop("_nu")
+            .join(F.broadcast(items), ITEM, "left_semi")
+        )
+        pairs = _checkpoint(kept)
+        after = int(pairs.agg(F.sum("_n")).first()[0] or 0)
         if after == n or after == 0:
-            return events, passes, after
+            return pairs, passes, after
         n = after
 
 
@@ -246,20 +305,24 @@ def _distribution(values: np.ndarray, counts: np.ndarray) -> dict[str, float]:
     return out
 
 
-def compute_stats(events: Any) -> dict[str, Any]:
-    """:func:`sasrec.data.data_report.compute_stats` of a Spark DataFrame (histograms only)."""
+def compute_stats(pairs: Any) -> tuple[dict[str, Any], ItemVocabulary, Any]:
+    """:func:`sasrec.data.data_report.compute_stats` from the k-core's pairs, and the vocabulary.
+
+    Returns ``(stats without the timestamp range, vocabulary, per-user event
+    counts)``. The driver receives the histogram of events per user and one
+    (item, count) row per item (the vocabulary, which it needs anyway, as
+    Arrow), never one row per user.
+    """
     from pyspark.sql import functions as F
 
-    def histogram(column: str) -> tuple[np.ndarray, np.ndarray]:
-        per = events.groupBy(column).agg(F.count(F.lit(1)).alias("_len"))
-        rows = per.groupBy("_len").agg(F.count(F.lit(1)).alias("_n")).collect()
-        return (
-            np.array([r["_len"] for r in rows], dtype=np.int64),
-            np.array([r["_n"] for r in rows], dtype=np.int64),
-        )
-
-    user_len, user_n = histogram(USER)
-    item_len, item_n = histogram(ITEM)
+    per_user = pairs.groupBy(USER).agg(F.sum("_n").alias("_len"))
+    rows = per_user.groupBy("_len").agg(F.count(F.lit(1)).alias("_n")).collect()
+    user_len = np.array([r["_len"] for r in rows], dtype=np.int64)
+    user_n = np.array([r["_n"] for r in rows], dtype=np.int64)
+    items = pairs.groupBy(ITEM).agg(F.sum("_n").alias("_len")).toArrow()
+    item_len, item_n = np.unique(items.column("_len").to_numpy(), return_counts=True)
+    vocabulary = ItemVocabulary(sorted(items.column(ITEM).to_pylist()))
+    del items
     n_users, n_items = int(user_n.sum()), int(item_n.sum())
     n_events = int(np.dot(user_len, user_n))
     stats: dict[str, Any] = {
@@ -268,12 +331,9 @@ def compute_stats(events: Any) -> dict[str, Any]:
         "events": n_events,
         "density": n_events / (n_users * n_items) if n_users and n_items else 0.0,
         "sequence_length": _distribution(user_len, user_n),
-        "item_frequency": _distribution(item_len, item_n),
+        "item_frequency": _distribution(item_len, item_n.astype(np.int64)),
     }
-    if n_events:
-        low, high = events.agg(F.min(TIMESTAMP), F.max(TIMESTAMP)).first()
-        stats["timestamp_min"], stats["timestamp_max"] = float(low), float(high)
-    return stats
+    return stats, vocabulary, per_user
 
 
 def _lower_quantile(events: Any, q: float, n: int) -> float:
@@ -288,25 +348,52 @@ def _lower_quantile(events: Any, q: float, n: int) -> float:
     return float(running.where(F.col("_end") > k).agg(F.min(TIMESTAMP)).first()[0])
 
 
+def _vocabulary_frame(spark: Any, vocabulary: ItemVocabulary) -> Any:
+    """(item_id, _index) as a DataFrame, shipped as one Arrow table (not a row per item)."""
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            ITEM: pa.array(vocabulary.item_ids, pa.string()),
+            "_index": pa.array(np.arange(1, vocabulary.num_items + 1, dtype=np.int32)),
+        }
+    )
+    return spark.createDataFrame(table)
+
+
 def sequences_with_split(
-    events: Any, first_seen: Any, vocabulary: ItemVocabulary, data: Any, n: int
-) -> tuple[Any, dict[str, Any]]:
-    """One row per user (the PREPARED columns) and the split's summary."""
+    events: Any,
+    per_user: Any,
+    first_seen: Any,
+    vocabulary: ItemVocabulary,
+    data: Any,
+    n: int,
+) -> tuple[Any, dict[str, Any], tuple[float, float]]:
+    """One row per user (the PREPARED columns), the split's summary and the time range.
+
+    ``events`` are the events before the k-core; the join with the vocabulary
+    keeps the remaining items and the join with ``per_user`` (the remaining
+    users) the remaining users, in the shuffle by user that groups the
+    sequences.
+    """
     from pyspark.sql import functions as F
 
     spark = events.sparkSession
-    vocab = spark.createDataFrame(
-        [(item, i + 1) for i, item in enumerate(vocabulary.item_ids)], f"{ITEM} string, _index int"
-    )
-    encoded = events.join(F.broadcast(vocab) if vocabulary.num_items < 2_000_000 else vocab, ITEM)
+    vocab = _vocabulary_frame(spark, vocabulary)
+    users_kept = per_user.select(USER).join(first_seen, USER)
+    encoded = events.join(
+        F.broadcast(vocab) if vocabulary.num_items < 2_000_000 else vocab, ITEM
+    ).join(users_kept, USER)
     ordered = F.sort_array(F.collect_list(F.struct(TIMESTAMP, POS, F.col("_index").alias("_item"))))
-    users = encoded.groupBy(USER).agg(ordered.alias("_events"))
+    users = encoded.groupBy(USER).agg(
+        F.first(FIRST_SEEN).alias(layout.USER_INDEX), ordered.alias("_events")
+    )
     users = users.select(
         USER,
         F.col("_events._item").alias(layout.ITEMS),
         F.col("_events." + TIMESTAMP).alias(layout.TIMESTAMPS),
+        layout.USER_INDEX,
     )
-    users = users.join(first_seen, USER).withColumnRenamed(FIRST_SEEN, layout.USER_INDEX)
     length = F.size(layout.ITEMS)
     if data.split == "leave_one_out":
         users = users.select(
@@ -319,8 +406,8 @@ def sequences_with_split(
     else:
         auto_valid = auto_test = 0.0
         if data.test_cutoff is None or data.valid_cutoff is None:
-            auto_test = _lower_quantile(events, 1.0 - 0.1, n)
-            auto_valid = _lower_quantile(events, 1.0 - 0.1 - 0.1, n)
+            auto_test = _lower_quantile(encoded, 1.0 - 0.1, n)
+            auto_valid = _lower_quantile(encoded, 1.0 - 0.1 - 0.1, n)
         valid_cutoff, test_cutoff = resolve_cutoffs(
             data.valid_cutoff, data.test_cutoff, auto_valid, auto_test
         )
@@ -350,6 +437,9 @@ def sequences_with_split(
         F.sum(F.col(layout.TRAIN_LENGTH)).alias("train_events"),
         F.sum(F.when(F.col(layout.VALID_LENGTH) >= 0, 1).otherwise(0)).alias("valid_users"),
         F.sum(F.when(F.col(layout.TEST_LENGTH) >= 0, 1).otherwise(0)).alias("test_users"),
+        # Each sequence is in time order: its first and last timestamps bound it.
+        F.min(F.element_at(layout.TIMESTAMPS, 1)).alias("t_min"),
+        F.max(F.element_at(layout.TIMESTAMPS, -1)).alias("t_max"),
         *(
             [F.sum("_cold_valid").alias("cold_valid"), F.sum("_cold_test").alias("cold_test")]
             if info["kind"] == "temporal"
@@ -369,7 +459,7 @@ def sequences_with_split(
         "valid_users": int(row["valid_users"]),
         "test_users": int(row["test_users"]),
     }
-    return users, summary
+    return users, summary, (float(row["t_min"]), float(row["t_max"]))
 
 
 def write_shards(users: Any, folder: Path, shards: int, rows_per_file: int) -> None:
@@ -421,24 +511,30 @@ def prepare_with_spark(
     out = Path(out)
     spark = spark_session(settings)
     own_checkpoints = settings.checkpoint_dir is None and not settings.remote
-    checkpoints = settings.checkpoint_dir or tempfile.mkdtemp(
-        prefix=layout.STAGING_PREFIX + "checkpoints-",
-        dir=out.parent if out.parent.exists() else None,
-    )
     if not settings.remote:
+        checkpoints = settings.checkpoint_dir or tempfile.mkdtemp(
+            prefix=layout.STAGING_PREFIX + "checkpoints-",
+            dir=out.parent if out.parent.exists() else None,
+        )
         spark.sparkContext.setCheckpointDir(checkpoints)
+    # The steps after the read are laid out to reuse one partitioning by user
+    # (no shuffle of the log per k-core pass); adaptive execution would drop
+    # the partitioning a checkpoint records, so it is off while this runs.
+    adaptive = spark.conf.get(_ADAPTIVE, "true")
+    spark.conf.set(_ADAPTIVE, "false")
     try:
         events, info, first_seen = read_events(spark, data.path, data.preset, data.reader)
         source = {"path": info["file"], "preset": data.preset, "format": info["format"]}
         report = DataReport(source=source)
         report.read = info
         columns = [USER, ITEM, TIMESTAMP] + [c for c in (EVENT, RATING) if c in info["columns"]]
-        events, report = clean(events, data, report, columns)
+        events, pairs, report = clean(events, data, report, columns)
         n = report.steps[-1]["after"]
-        report.stats = compute_stats(events)
-        items = [r[ITEM] for r in events.select(ITEM).distinct().collect()]
-        vocabulary = ItemVocabulary(sorted(items))
-        users, summary = sequences_with_split(events, first_seen, vocabulary, data, n)
+        stats, vocabulary, per_user = compute_stats(pairs)
+        users, summary, (t_min, t_max) = sequences_with_split(
+            events, per_user, first_seen, vocabulary, data, n
+        )
+        report.stats = {**stats, "timestamp_min": t_min, "timestamp_max": t_max}
         publish_prepared(
             out,
             lambda folder: write_shards(users, folder, shards, rows_per_file),
@@ -451,6 +547,7 @@ def prepare_with_spark(
             rows_per_file=rows_per_file,
         )
     finally:
+        spark.conf.set(_ADAPTIVE, adaptive)
         if own_checkpoints:
             shutil.rmtree(checkpoints, ignore_errors=True)
     return report, summary
