@@ -43,7 +43,8 @@ def _train(args: argparse.Namespace) -> int:
     from sasrec.runtime import configure_threads
     from sasrec.training.distribution import start_distribution
 
-    configure_threads()
+    # The run's own thread counts: TensorFlow keeps the first ones it is given.
+    configure_threads(inter_op=train.inter_op_threads())
     start_distribution(train.strategy)
     # Checked before the data is read, so a bad model flag fails at once. The
     # config checks the task's fields; the layers check theirs when built.

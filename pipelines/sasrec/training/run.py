@@ -109,9 +109,7 @@ def run_training(
     out = prepare_output(_output_root(out))
     # Thread pools first, then the strategy: both must exist before TensorFlow
     # runs an op (a bad TF_CONFIG fails here, before any data is read).
-    # Compiling ahead runs a train function on a second inter-op thread: with
-    # one, the training thread's steps waited for each compile (20-60 s).
-    configure_threads(inter_op=2 if train.compile_ahead and train.strategy == "none" else None)
+    configure_threads(inter_op=train.inter_op_threads())
     distribution = start_distribution(train.strategy)
     if not distribution.is_chief:
         scratch = worker_scratch(out, distribution.worker_index, train.resume)
