@@ -201,3 +201,17 @@ def test_sampler_flags_and_their_spellings() -> None:
         build_parser().parse_args(["train", "--out", "m", "--trained-windows", "oldest"])
     with pytest.raises(ValueError, match="negatives must be one of"):
         TrainOptions(negatives="user")
+
+
+@pytest.mark.slow
+def test_the_command_compiles_ahead_on_its_own_inter_op_thread(tmp_path: Path) -> None:
+    """``sasrec train`` configures TensorFlow's threads first: with the run's count (2), not 1."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "sasrec.cli", "train", "--out", str(tmp_path / "m")]
+    argv += ["--synthetic-users", "200", "--synthetic-items", "80", *TRAIN, "--verbose", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiled on a thread" in done.stdout + done.stderr
+    assert "one inter-op thread" not in done.stdout + done.stderr

@@ -53,10 +53,3 @@ def test_log_level_debug_lets_tensorflow_logs_through(tmp_path: Path) -> None:
     assert TENSORFLOW_LINE.search(run.stderr), run.stderr[:3000]
     assert "Full ranking, history excluded" in run.stdout
 
-
-def test_train_gives_compile_ahead_its_second_inter_op_thread(tmp_path: Path) -> None:
-    """`sasrec train` starts TensorFlow before the run: the pools must already have two."""
-    run = _train(tmp_path / "xla", "--loss", "bce")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "XLA widths compiled on a thread" in run.stdout
-    assert "one inter-op thread" not in run.stdout + run.stderr

@@ -40,10 +40,11 @@ def _train(args: argparse.Namespace) -> int:
         defaults = SASRecConfig.__dataclass_fields__
         model = {k: v for k, v in model.items() if v != defaults[k].default}
     # The strategy before TensorFlow's first op (TF_CONFIG is checked here).
+    from sasrec.runtime import configure_threads
     from sasrec.training.distribution import start_distribution
-    from sasrec.training.run import configure_training_threads
 
-    configure_training_threads(train)
+    # The run's own thread counts: TensorFlow keeps the first ones it is given.
+    configure_threads(inter_op=train.inter_op_threads())
     start_distribution(train.strategy)
     # Checked before the data is read, so a bad model flag fails at once. The
     # config checks the task's fields; the layers check theirs when built.

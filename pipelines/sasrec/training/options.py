@@ -237,6 +237,21 @@ class TrainOptions:
     strategy: str = "none"
     init_from: str | None = None
 
+    def inter_op_threads(self) -> int | None:
+        """TensorFlow's inter-op threads for this run (``configure_threads``; None: its default).
+
+        Compiling ahead runs a train function on a second inter-op thread:
+        with one, the training thread's steps waited for each compile
+        (20-60 s). Every caller that configures the threads before the run
+        (the CLI does, before its first op) must ask this, or the run's own
+        call comes too late to change them.
+
+        Example:
+            >>> [TrainOptions(compile_ahead=c).inter_op_threads() for c in (True, False)]
+            [2, None]
+        """
+        return 2 if self.compile_ahead and self.strategy == "none" else None
+
     def __post_init__(self) -> None:
         for name in (
             "epochs",

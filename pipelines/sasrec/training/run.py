@@ -109,7 +109,7 @@ def run_training(
     out = prepare_output(_output_root(out))
     # Thread pools first, then the strategy: both must exist before TensorFlow
     # runs an op (a bad TF_CONFIG fails here, before any data is read).
-    configure_training_threads(train)
+    configure_threads(inter_op=train.inter_op_threads())
     distribution = start_distribution(train.strategy)
     if not distribution.is_chief:
         scratch = worker_scratch(out, distribution.worker_index, train.resume)
@@ -502,20 +502,6 @@ def _compiled_model(
     )
     vector_logs(model, distribution)
     return model
-
-
-def configure_training_threads(train: TrainOptions) -> tuple[int, int]:
-    """TensorFlow's thread pools for this run; call before TensorFlow's first op.
-
-    Compiling ahead runs a train function on a second inter-op thread: with
-    one, the training thread's steps waited for each compile (20-60 s).
-    Callers that start TensorFlow before :func:`run_training` (``sasrec
-    train`` starts the strategy first) call this, not ``configure_threads``,
-    or the pools are fixed without that thread.
-    """
-    return configure_threads(
-        inter_op=2 if train.compile_ahead and train.strategy == "none" else None
-    )
 
 
 def _compile_ahead(
