@@ -52,4 +52,3 @@ def test_log_level_debug_lets_tensorflow_logs_through(tmp_path: Path) -> None:
     # The pattern above does match TensorFlow's lines: the quiet test can fail.
     assert TENSORFLOW_LINE.search(run.stderr), run.stderr[:3000]
     assert "Full ranking, history excluded" in run.stdout
-
