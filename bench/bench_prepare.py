@@ -4,7 +4,11 @@ Each run is a fresh `sasrec data prepare` subprocess on a log made by
 `bench/synthetic_log.py`. Peak memory is the kernel's high-water mark
 (VmHWM) of each process, sampled every 0.2 s: the Python process (the pandas
 engine, or Spark's Python driver) and, for Spark, the JVM it starts (in
-`local[N]` mode the JVM holds the Spark driver and the executor threads).
+`local[N]` mode the JVM holds the Spark driver and the executor threads),
+and each executor JVM below it (`--spark-master 'local-cluster[2,1,3072]'`:
+two one-core executors in JVMs of their own, so the driver's memory is
+measured apart from the executors'). CPU seconds are those of every process
+(the JVMs' sampled from /proc).
 
 Usage::
 
@@ -70,6 +74,13 @@ def _children(pid: int) -> list[int]:
     return found + [g for c in found for g in _children(c)]
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _is_java(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/exe").resolve().name == "java"
@@ -103,11 +114,17 @@ def run(argv: list[str]) -> dict[str, float]:
     phases: list[list] = []
     seen, marked = 0, 0
     java_cpu: dict[int, float] = {}
+    executors: dict[int, int] = {}
     while proc.poll() is None:
         peaks["python"] = max(peaks["python"], _hwm_kib(proc.pid))
         for child in _children(proc.pid):
             if _is_java(child):
-                peaks["java"] = max(peaks["java"], _hwm_kib(child))
+                # The JVM PySpark starts is the driver (with the executor threads
+                # in local[N]); JVMs below it are executors (local-cluster[...]).
+                if _is_java(_parent(child)):
+                    executors[child] = max(executors.get(child, 0), _hwm_kib(child))
+                else:
+                    peaks["java"] = max(peaks["java"], _hwm_kib(child))
                 java_cpu[child] = max(java_cpu.get(child, 0.0), _cpu_s(child))
         if len(lines) > seen:
             seen = len(lines)
@@ -131,6 +148,8 @@ def run(argv: list[str]) -> dict[str, float]:
     if java_cpu:
         result["cpu_java_s"] = round(sum(java_cpu.values()), 1)
     result.update({f"peak_{k}_mib": round(v / 1024) for k, v in peaks.items() if v})
+    if executors:
+        result["peak_executor_jvms_mib"] = sorted(round(v / 1024) for v in executors.values())
     result["phases"] = phases
     result["output_tail"] = output.strip().splitlines()[-3:]
     return result

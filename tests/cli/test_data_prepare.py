@@ -114,6 +114,7 @@ def test_train_on_a_missing_prepared_folder_is_exit_2(tmp_path: Path, capsys, ar
     ("argv", "message"),
     [
         (["--spark-master", "local[2]", "--spark-remote", "sc://h:15002"], "alternatives"),
+        (["--spark-remote", "sc://h:15002", "--checkpoint-dir", "/tmp/c"], "spark.checkpoint.dir"),
         ([], "needs --data"),
     ],
 )
