@@ -63,7 +63,9 @@ class NumpySASRec:
         )  # (d, N + 1)
         self.positions = weights["position_embeddings"]  # (max_len, d)
         self.scale = np.float32(math.sqrt(self.hidden_dim))
-        self.blocks = [_BlockWeights(block, self.num_heads) for block in weights["blocks"]]
+        self.blocks = [
+            _BlockWeights(block, self.num_heads, self.norm_first) for block in weights["blocks"]
+        ]
         self.final_norm = _norm(weights["final_norm"])
         self._causal: dict[int, np.ndarray] = {}  # width -> additive mask (1, t, t)
 
@@ -101,11 +103,14 @@ class NumpySASRec:
             x *= keep
             mask = mask + np.where(real, np.float32(0.0), np.float32(_MASK_FILL))[:, None, :]
         attention = np.zeros(ids.shape, dtype=np.float32)
+        unwindowed = self.window is None or self.window >= width
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
             if index == last:
-                # Only the last position feeds the output: one query row.
-                x, attention = block.apply(x, mask[:, -1:], keep, self, query_last=True)
+                # Only the last position feeds the output: one query row. It
+                # sees every key unless padding or a window hides some.
+                last_row = None if keep is None and unwindowed else mask[:, -1:]
+                x, attention = block.apply(x, last_row, keep, self, query_last=True)
             else:
                 x, _ = block.apply(x, mask, keep, self, query_last=False)
         hidden = _layer_norm(x[:, -1], *self.final_norm)
@@ -165,32 +170,44 @@ class NumpySASRec:
 class _BlockWeights:
     """One TransformerBlock's weights (its ``numpy_weights()``), ready to apply."""
 
-    def __init__(self, block: dict[str, Any], num_heads: int) -> None:
+    def __init__(self, block: dict[str, Any], num_heads: int, norm_first: bool) -> None:
         attention, feed_forward = block["attention"], block["feed_forward"]
         query = _dense(attention["query"])
         key = _dense(attention["key"])
         value = _dense(attention["value"])
         self.num_heads = num_heads
         self.head_dim = query[0].shape[1] // num_heads
+        # Folded once here so that each request runs fewer NumPy calls (each
+        # costs about a microsecond at these sizes): the attention's
+        # 1/sqrt(head_dim) goes into the query projection, and with pre-LN the
+        # LayerNorms' gamma and beta go into the projections they feed (the
+        # residual takes the block's input, not the normalised one).
+        query = _scaled(query, np.float32(1.0 / math.sqrt(self.head_dim)))
+        self.attention_norm = _norm(block["attention_norm"])
+        self.feed_forward_norm = _norm(block["feed_forward_norm"])
+        inner = _dense(feed_forward["inner"])
+        if norm_first:
+            query, key, value = (_fold_norm(self.attention_norm, w) for w in (query, key, value))
+            inner = _fold_norm(self.feed_forward_norm, inner)
+            self.attention_norm = _unit_norm(self.attention_norm)
+            self.feed_forward_norm = _unit_norm(self.feed_forward_norm)
         # Fused projections: one matmul instead of three (or two for the last
         # block, whose only query is the last position).
         self.query = query
         self.key_value = _concat_dense(key, value)
         self.query_key_value = _concat_dense(query, key, value)
         self.output = _dense(attention["output"])
-        self.inner = _dense(feed_forward["inner"])
+        self.inner = inner
         self.ffn_output = _dense(feed_forward["output"])
         activation = feed_forward["activation"]
         self.relu = getattr(activation, "__name__", "") == "relu"
         self.activation = activation
-        self.attention_norm = _norm(block["attention_norm"])
-        self.feed_forward_norm = _norm(block["feed_forward_norm"])
 
     def apply(
         self,
         x: np.ndarray,
-        mask: np.ndarray,
-        keep: np.ndarray,
+        mask: np.ndarray | None,
+        keep: np.ndarray | None,
         owner: NumpySASRec,
         query_last: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +236,7 @@ class _BlockWeights:
         return x, last_row[:, 0] if self.num_heads == 1 else last_row.mean(axis=1)
 
     def _attend(
-        self, x: np.ndarray, query_last: bool, mask: np.ndarray
+        self, x: np.ndarray, query_last: bool, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         batch, tk, d = x.shape
         h, dk = self.num_heads, self.head_dim
@@ -235,12 +252,12 @@ class _BlockWeights:
         q = q.reshape(batch, tq, h, dk).transpose(0, 2, 1, 3)
         k = k.reshape(batch, tk, h, dk).transpose(0, 2, 3, 1)
         v = v.reshape(batch, tk, h, dk).transpose(0, 2, 1, 3)
-        scores = q @ k  # (B, H, tq, tk)
-        scores *= np.float32(1.0 / math.sqrt(dk))
+        scores = q @ k  # (B, H, tq, tk), already scaled by 1/sqrt(dk) (the query's kernel)
         # Additive mask: a masked key gets exp(-1e9 - max) == 0.0 exactly in
         # float32 for every real query; an all-padding query's row is junk
         # but is zeroed by `keep` right after, as in CausalSelfAttention.
-        scores += mask[:, None]
+        if mask is not None:
+            scores += mask[:, None]
         scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= np.add.reduce(scores, axis=-1, keepdims=True)
@@ -276,11 +293,32 @@ def _apply_dense(x: np.ndarray, weights: tuple[np.ndarray, np.ndarray | None]) -
     return out
 
 
-def _norm(weights: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+def _norm(weights: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     return weights["gamma"], weights["beta"], weights["epsilon"]
 
 
-def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:
+def _unit_norm(norm: tuple[Any, Any, float]) -> tuple[None, None, float]:
+    """The same LayerNorm without its scale and offset (folded elsewhere)."""
+    return None, None, norm[2]
+
+
+def _scaled(weights: tuple[np.ndarray, np.ndarray | None], factor: np.float32) -> tuple[Any, Any]:
+    kernel, bias = weights
+    scaled_bias = None if bias is None else (bias * factor).astype(np.float32)
+    return (kernel * factor).astype(np.float32), scaled_bias
+
+
+def _fold_norm(norm: tuple[Any, Any, float], weights: tuple[np.ndarray, Any]) -> tuple[Any, Any]:
+    """Dense(LN(x)) as Dense'(unit LN(x)): W' = diag(gamma) W, b' = beta W + b."""
+    gamma, beta, _ = norm
+    kernel, bias = weights
+    folded_bias = beta @ kernel if bias is None else beta @ kernel + bias
+    return (gamma[:, None] * kernel).astype(np.float32), folded_bias.astype(np.float32)
+
+
+def _layer_norm(
+    x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None, epsilon: float
+) -> np.ndarray:
     # ufunc reductions directly: ndarray.mean's Python wrapper costs more
     # than the arithmetic at these sizes.
     scale = np.float32(1.0 / x.shape[-1])
@@ -288,8 +326,9 @@ def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: flo
     variance = np.add.reduce(centred * centred, axis=-1, keepdims=True) * scale
     variance += np.float32(epsilon)
     centred /= np.sqrt(variance)
-    centred *= gamma
-    centred += beta
+    if gamma is not None:  # None: folded into the projection that follows
+        centred *= gamma
+        centred += beta
     return centred
 
 
@@ -329,7 +368,7 @@ def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     size = columns // groups if groups else 0
     redo = np.ones(batch, dtype=bool)
     # A few rows: the exact per-row path below is cheaper than the set-up.
-    if batch > 4 and groups >= _GROUPS_PER_K * k and size >= 2:
+    if batch > 2 and groups >= _GROUPS_PER_K * k and size >= 2:
         used = groups * size
         maxima = np.maximum.reduce(scores[:, :used].reshape(batch, size, groups), axis=1)
         best = np.argpartition(-maxima, k - 1, axis=1)[:, :k]  # (B, k) groups

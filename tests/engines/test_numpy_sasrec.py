@@ -51,6 +51,13 @@ def test_hidden_state_and_attention_match_tensorflow(name):
     # Narrower (trimmed) input: same last state, as positions are anchored at the end.
     trimmed, _ = fast.encode_last(histories[:2, -2:])
     np.testing.assert_allclose(trimmed, hidden[:2], rtol=1e-4, atol=1e-5)
+    # A lone history with no padding (a served request's shape) skips the last
+    # block's mask unless a window (3 here, narrower than 7) hides keys.
+    lone = histories[2:3]
+    assert (lone != 0).all()
+    lone_hidden, lone_attention = fast.encode_last(lone)
+    np.testing.assert_allclose(lone_hidden, hidden[2:3], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lone_attention, expected_attention[2:3], rtol=1e-4, atol=1e-6)
 
 
 def test_top_k_with_exclusions_equals_inference_function():

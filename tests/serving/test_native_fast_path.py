@@ -101,7 +101,7 @@ def ok_calls(server) -> float:
 
 
 def assert_same_answers(got: list[tuple], want: list[tuple]) -> None:
-    """Same codes and fields; scores to float32 rounding (batches of other sizes)."""
+    """Same codes and fields; scores and weights to float32 rounding (batches of other sizes)."""
     assert [code for code, _ in got] == [code for code, _ in want]
     for (code, a), (_, b) in zip(got, want):
         if code != "OK":
@@ -109,8 +109,13 @@ def assert_same_answers(got: list[tuple], want: list[tuple]) -> None:
             continue
         assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
         assert [i.score for i in a.items] == pytest.approx([i.score for i in b.items], rel=1e-5)
-        a.ClearField("items")
-        b.ClearField("items")
+        assert [e.item_id for e in a.explanation] == [e.item_id for e in b.explanation]
+        assert [e.weight for e in a.explanation] == pytest.approx(
+            [e.weight for e in b.explanation], rel=1e-5
+        )
+        for message in (a, b):
+            message.ClearField("items")
+            message.ClearField("explanation")
         assert a == b
 
 
