@@ -10,8 +10,8 @@ from sasrec.data.dataset import (
     epoch_batches,
     make_training_dataset,
     plan_epoch,
-    sample_negatives,
 )
+from sasrec.data.negatives import sample_negatives
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows
 

@@ -16,8 +16,9 @@ import pytest
 from sasrec.cli import main
 from sasrec.cli.main import build_parser
 from sasrec.cli.train_flags import train_options_from_args
-from sasrec.data.dataset import epoch_batches, make_training_dataset, sample_negatives
+from sasrec.data.dataset import epoch_batches, make_training_dataset
 from sasrec.data.item_sets import ItemSets
+from sasrec.data.negatives import sample_negatives
 from sasrec.data.prepared import read_prepared
 from sasrec.data.prepared_stream import PreparedStream
 from sasrec.data.user_sequences import UserSequences

@@ -51,7 +51,7 @@ _EXPORTS = {
     "temporal_split": "splitting",
     "training_windows": "windows",
     "make_training_dataset": "dataset",
-    "sample_negatives": "dataset",
+    "sample_negatives": "negatives",
     "generate_synthetic_log": "synthetic",
     "load_movielens": "movielens",
     "download_movielens": "movielens",

@@ -37,74 +37,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sasrec.data.batch_packing import (
+    batch_keys,
+    batch_unpacker,
+    pack_batches,
+    packed_batches,
+    packed_types,
+)
 from sasrec.data.item_sets import ItemSets
+from sasrec.data.negatives import sample_negatives
 from sasrec.padding import PAD_ID
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 
-_MAX_REDRAWS = 64
 # Batches per length-sorting chunk (step 1 of the module docstring).
 CHUNK_BATCHES = 256
-
-
-def sample_negatives(
-    positives: np.ndarray,
-    num_items: int,
-    num_negatives: int,
-    rng: np.random.Generator,
-    exclude: np.ndarray | None = None,
-    exclude_sets: ItemSets | None = None,
-    owners: np.ndarray | None = None,
-) -> np.ndarray:
-    """Uniform negatives over ``1..num_items``, never equal to the positive.
-
-    Args:
-        positives: ``int (B, t)`` positive item per position (0 = padding).
-        num_items: N, the number of real items (needs ``N >= 2``).
-        num_negatives: n per position.
-        rng: Random generator.
-        exclude: Optional ``int (B, w)`` items each row must not draw either
-            (0 entries are ignored), e.g. the row's own window.
-        exclude_sets: Instead of ``exclude``: row ``b`` must not draw an item
-            of set ``owners[b]`` (e.g. its user's whole training sequence).
-        owners: ``int (B,)`` the set of each row, with ``exclude_sets``.
-
-    Draws that hit an excluded item are redrawn up to 64 times; a row that
-    has seen nearly the whole catalogue may keep a rare excluded item then.
-
-    Returns:
-        ``int32 (B, t, n)``; where the positive is 0 the values are arbitrary
-        items (the loss ignores those positions).
-
-    Example:
-        >>> neg = sample_negatives(np.array([[1, 2]]), 2, 3, np.random.default_rng(0))
-        >>> neg.tolist()
-        [[[2, 2, 2], [1, 1, 1]]]
-    """
-    if num_items < 2:
-        raise ValueError(f"negative sampling needs num_items >= 2, received {num_items}")
-    pos = np.asarray(positives)[..., None]
-    draw = rng.integers(1, num_items, size=(*pos.shape[:-1], num_negatives), dtype=np.int32)
-    draw += draw >= pos
-    if exclude is not None:
-        exclude_sets = ItemSets.from_rows(exclude, num_items)
-        owners = np.arange(len(draw), dtype=np.int64)
-    if exclude_sets is None:
-        return draw
-    if owners is None or len(owners) != len(draw):
-        raise ValueError("exclude_sets needs owners, one set index per row of positives")
-    row_sets = np.asarray(owners, dtype=np.int64).reshape((-1,) + (1,) * (draw.ndim - 1))
-    for _ in range(_MAX_REDRAWS):
-        # Sorted keys + searchsorted: membership for every draw without a Python loop.
-        hit = exclude_sets.contains(row_sets, draw)
-        if not hit.any():
-            break
-        redraw = rng.integers(1, num_items, size=int(hit.sum()), dtype=np.int32)
-        redraw += redraw >= np.broadcast_to(pos, draw.shape)[hit]
-        draw[hit] = redraw
-    return draw
 
 
 def plan_epoch(
@@ -440,66 +389,3 @@ def make_training_dataset(
     # the main thread blocked in the old iterator's destructor (seen in gdb).
     options.autotune.enabled = False
     return dataset.prefetch(prefetch).with_options(options)
-
-
-def batch_keys(num_negatives: int) -> list[str]:
-    """The keys of a training batch (``negatives`` only for the sampled losses)."""
-    return ["item_ids", "positives"] + (["negatives"] if num_negatives > 0 else [])
-
-
-def pack_batches(planned: list[dict[str, np.ndarray]], keys: list[str]) -> tuple[np.ndarray, ...]:
-    """Batches as flat arrays for one ``tf.numpy_function`` call (:func:`packed_batches`).
-
-    ``(rows, widths, values_1, sizes_1, values_2, sizes_2, ...)``: each
-    batch's shape, then per key its values of every batch concatenated and
-    each batch's number of values.
-    """
-    out = [
-        np.array([b["item_ids"].shape[0] for b in planned], np.int64),
-        np.array([b["item_ids"].shape[1] for b in planned], np.int64),
-    ]
-    for key in keys:
-        out.append(np.concatenate([b[key].ravel() for b in planned]).astype(np.int32))
-        out.append(np.array([b[key].size for b in planned], np.int64))
-    return tuple(out)
-
-
-def packed_types(keys: list[str]) -> list[Any]:
-    """The ``tf.numpy_function`` output types of :func:`pack_batches`."""
-    import tensorflow as tf
-
-    return [tf.int64, tf.int64] + [tf.int32, tf.int64] * len(keys)
-
-
-def packed_batches(values: list[Any]) -> tf.data.Dataset:
-    """One element per batch of :func:`pack_batches`' tensors: ``(rows, widths, *ragged)``."""
-    import tensorflow as tf
-
-    for value in values:
-        value.set_shape((None,))
-    parts = [
-        tf.RaggedTensor.from_row_lengths(values[j], values[j + 1]) for j in range(2, len(values), 2)
-    ]
-    return tf.data.Dataset.from_tensor_slices((values[0], values[1], *parts))
-
-
-def batch_unpacker(num_negatives: int, negatives_per_sequence: bool) -> Any:
-    """The ``map`` function from a :func:`packed_batches` element to the batch dict."""
-    import tensorflow as tf
-
-    def unpack(rows: Any, widths: Any, *parts: Any) -> dict[str, Any]:
-        batch = {
-            "item_ids": tf.reshape(parts[0], tf.stack([rows, widths])),
-            "positives": tf.reshape(parts[1], tf.stack([rows, widths])),
-        }
-        if num_negatives > 0:
-            steps = tf.constant(1, tf.int64) if negatives_per_sequence else widths
-            shape = tf.stack([rows, steps, tf.constant(num_negatives, tf.int64)])
-            batch["negatives"] = tf.reshape(parts[2], shape)
-            if negatives_per_sequence:
-                batch["negatives"].set_shape((None, 1, num_negatives))
-            else:
-                batch["negatives"].set_shape((None, None, num_negatives))
-        return batch
-
-    return unpack

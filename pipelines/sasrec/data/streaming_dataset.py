@@ -31,15 +31,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sasrec.data.dataset import (
-    CHUNK_BATCHES,
+from sasrec.data.batch_packing import (
     batch_keys,
     batch_unpacker,
-    epoch_batches,
     pack_batches,
     packed_batches,
     packed_types,
 )
+from sasrec.data.dataset import CHUNK_BATCHES, epoch_batches
 from sasrec.data.errors import DataError
 
 if TYPE_CHECKING:
