@@ -282,17 +282,17 @@ def test_concurrent_callers_get_the_in_process_answers(client, local) -> None:
 
 
 def test_event_loop_is_uvloop_when_installed(server) -> None:
-    from sasrec.serving.server import _new_loop, event_loop_kind
+    from sasrec.serving.event_loop import event_loop_kind, new_loop
 
     if server.options.frontend != "python":
         pytest.skip("the native front end has no Python event loop")
     uvloop = pytest.importorskip("uvloop")
     assert uvloop is not None and event_loop_kind() == "uvloop"
-    loop = _new_loop("asyncio")
+    loop = new_loop("asyncio")
     assert type(loop).__module__.startswith("asyncio")
     loop.close()
     with pytest.raises(ValueError, match="SASREC_EVENT_LOOP.*'tornado'"):
-        _new_loop("tornado")
+        new_loop("tornado")
 
 
 def test_health_and_reflection(server) -> None:

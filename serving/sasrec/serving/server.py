@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from sasrec.artifact import is_version_dir, list_versions
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
+from sasrec.serving.event_loop import run_on_loop
 from sasrec.serving.event_store import open_event_store
 from sasrec.serving.grpc_handlers import health_handler, recommender_handler, reflection_handler
 from sasrec.serving.metrics_interceptor import MetricsInterceptor
@@ -47,51 +48,6 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # A method nobody serves: on stop, a call to it on the server's private port
 # tells when every call that reached the server before has reached Python.
 _PROBE_METHOD = "/sasrec.internal.Drain/Probe"
-
-
-_loop_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """The process's one gRPC asyncio loop (gRPC aio wants a single loop per process).
-
-    uvloop when it is installed (a dependency on Linux and macOS): the loop's
-    own work per call is a good part of a call's CPU, and uvloop measured
-    5-10% less server CPU per call than asyncio's loop on an echo server.
-    ``SASREC_EVENT_LOOP=asyncio`` picks the standard loop.
-    """
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            loop = _new_loop(os.environ.get("SASREC_EVENT_LOOP", "auto"))
-            thread = threading.Thread(target=loop.run_forever, name="sasrec-grpc-loop", daemon=True)
-            thread.start()
-            _loop = loop
-        return _loop
-
-
-def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind not in ("auto", "asyncio", "uvloop"):
-        raise ValueError(f"SASREC_EVENT_LOOP must be auto, asyncio or uvloop, received {kind!r}")
-    if kind != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
-def event_loop_kind() -> str:
-    """``"uvloop"`` or ``"asyncio"``: the loop the gRPC server runs on."""
-    return "uvloop" if type(_event_loop()).__module__.startswith("uvloop") else "asyncio"
-
-
-def _run(coro: Any, timeout: float | None = None) -> Any:
-    return asyncio.run_coroutine_threadsafe(coro, _event_loop()).result(timeout)
 
 
 class RecommenderServer:
@@ -243,10 +199,10 @@ class RecommenderServer:
                 self.port = self._native.start()
             else:
                 self._batcher.start()
-                self.port = _run(self._start_grpc())
+                self.port = run_on_loop(self._start_grpc())
             if opts.http_port is not None:
                 self._batcher.start()  # idempotent; the native front end does not start it
-                self.http_port = _run(self._start_http())
+                self.http_port = run_on_loop(self._start_http())
         except BaseException:
             if self._native is not None:
                 self._native.stop(0)
@@ -295,9 +251,9 @@ class RecommenderServer:
             if self._native is not None:
                 self._native.stop(grace, self.options.drain_seconds)
             elif self._server is not None:
-                _run(self._stop_grpc(grace))
+                run_on_loop(self._stop_grpc(grace))
             if self._http is not None:
-                _run(self._http.stop())
+                run_on_loop(self._http.stop())
         finally:
             self._watcher.stop(timeout=grace + 5)
             self._batcher.stop(timeout=grace + 5)
@@ -487,7 +443,7 @@ class RecommenderServer:
             if self._native is not None:
                 self._native.set_serving(True)
             else:
-                _run(self._set_health(_SERVING))
+                run_on_loop(self._set_health(_SERVING))
             self._watcher.start()
             logger.info(
                 "serving", extra={"fields": {"version": self.model_version, "port": self.port}}
