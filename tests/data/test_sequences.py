@@ -14,7 +14,7 @@ from sasrec.data.splitting import leave_one_out, quantile_cutoffs, temporal_spli
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows, window_counts
 from sasrec.padding import pad_left
-from sasrec.vocabulary import ItemVocabulary
+from sasrec.vocabulary import ItemVocabulary, VocabularyText
 
 
 def frame(rows: list[tuple]) -> pd.DataFrame:
@@ -40,6 +40,37 @@ def test_vocabulary_is_sorted_raw_ids_and_round_trips(tmp_path):
     assert vocab.decode([1, 2, 3]) == ["sku-10", "sku-2", "sku-9"]
     vocab.save(tmp_path / "vocabulary.json")
     assert ItemVocabulary.load(tmp_path / "vocabulary.json") == vocab
+
+
+def test_vocabulary_text_keeps_the_file_and_parses_ids_only_when_needed(tmp_path):
+    vocab = build_vocabulary(LOG)
+    vocab.save(tmp_path / "vocabulary.json")
+    text = (tmp_path / "vocabulary.json").read_text()
+    stored = VocabularyText.load(tmp_path / "vocabulary.json")
+    # The count and the file's text, no parsed ids held.
+    assert stored.num_items == len(stored) == 3 and stored._parsed is None
+    stored.save(tmp_path / "copy.json")
+    assert (tmp_path / "copy.json").read_text() == text and stored._parsed is None
+    # Every lookup answers as the parsed vocabulary does.
+    assert stored.decode([1, 3]) == ["sku-10", "sku-9"]
+    assert stored.encode(["sku-2", "nope"])[0].tolist() == [2, 0]
+    assert stored.item_ids == vocab.item_ids and "sku-9" in stored
+    assert stored == vocab and vocab == stored
+    assert ItemVocabulary.load(tmp_path / "copy.json") == vocab
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"format": "other", "item_ids": ["a"]}', "expected format"),
+        ('{"format": "sasrec.vocabulary.v1", "item_ids": ["a", "a"]}', "duplicate id 'a'"),
+        ("[1, 2", "not a vocabulary JSON file"),
+    ],
+)
+def test_vocabulary_text_is_checked_when_read(tmp_path, text, error):
+    (tmp_path / "vocabulary.json").write_text(text)
+    with pytest.raises(ValueError, match=error):
+        VocabularyText.load(tmp_path / "vocabulary.json")
 
 
 def test_encode_sequences_csr_in_time_order():

@@ -21,7 +21,11 @@ from sasrec.data.prepared import (
 )
 from sasrec.data.prepared_stream import PreparedStream
 from sasrec.data.splitting import leave_one_out
-from sasrec.data.streaming_dataset import make_streaming_dataset, shard_read_errors
+from sasrec.data.streaming_dataset import (
+    ShuffledWindows,
+    make_streaming_dataset,
+    shard_read_errors,
+)
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows
 from sasrec.evaluation import MarkovRecommender, PopularityRecommender
@@ -142,6 +146,45 @@ def test_the_same_seed_gives_the_same_epochs(prepared: Path) -> None:
     assert a == b
     assert a[0] != a[1]  # each epoch reshuffles
     assert two_epochs(6) != a
+
+
+def _numbered_files(files: int, windows: int, per_slice: int):
+    """Window k of the whole set carries k in every id (file f holds a range of k)."""
+
+    def read(name: str):
+        f = int(name)
+        ids = np.arange(f * windows, (f + 1) * windows, dtype=np.int32) + 1
+        for lo in range(0, windows, per_slice):
+            part = np.repeat(ids[lo : lo + per_slice, None], MAX_LEN, axis=1)
+            yield part, part + 1
+
+    return [str(f) for f in range(files)], read
+
+
+@pytest.mark.parametrize("buffer", [1, 7, 50, 1000])
+def test_the_shuffle_buffer_mixes_every_window_once_within_its_bound(buffer: int) -> None:
+    files, read = _numbered_files(files=5, windows=37, per_slice=6)
+    shuffled = ShuffledWindows(files, read, MAX_LEN, buffer, cycle_length=2, seed=[4])
+    arrival = np.concatenate([part[:, 0, 0] for part in shuffled.slices()])
+    order = ShuffledWindows(files, read, MAX_LEN, buffer, cycle_length=2, seed=[4])
+    chunks = list(order.chunks(16))
+    assert [len(x) for x, _ in chunks] == [16] * 11 + [9]  # 185 windows
+    out = np.concatenate([x for x, _ in chunks])
+    assert out.dtype == np.int32 and out.shape == (185, MAX_LEN)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in chunks]), out + 1)
+    assert sorted(out[:, 0].tolist()) == list(range(1, 186))  # every window once
+    # The k-th window out was at most the (k + buffer - 1)-th in: the buffer
+    # sends one out for each arrival once it holds `buffer` windows.
+    position = {int(v): k for k, v in enumerate(arrival)}
+    arrived = np.array([position[int(v)] for v in out[:, 0]])
+    assert np.all(arrived <= np.arange(185) + buffer - 1)
+    if buffer == 1:
+        np.testing.assert_array_equal(out[:, 0], arrival)  # no room to mix
+    else:
+        assert not np.array_equal(out[:, 0], arrival)
+    # Two files at a time, a slice from each in turn.
+    first_files = {int(v - 1) // 37 for v in arrival[:12]}
+    assert len(first_files) == 2
 
 
 def test_epoch_normalisation_equals_the_in_memory_one(prepared: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from sasrec.artifact import load_model_dir
 from sasrec.cli import main
+from sasrec.data.prepared_stream import PreparedStream
 from sasrec.vocabulary import ItemVocabulary
 from tests.training.test_distribution import MIRRORED, _env, _losses, _run_workers
 
@@ -39,6 +40,11 @@ def test_a_run_from_prepared_publishes_a_model_that_recommends(prepared: Path, t
     assert main(["train", "--out", str(out), "--prepared", str(prepared), *MODEL]) == 0
     artifact = load_model_dir(out / "1")
     assert artifact.vocabulary == ItemVocabulary.load(prepared / "vocabulary.json")
+    # Training holds the vocabulary as its text; publishing writes that text.
+    stream = PreparedStream.open(prepared)
+    items = json.loads((prepared / "manifest.json").read_text())["num_items"]
+    assert stream.vocabulary.num_items == items and stream.vocabulary._parsed is None
+    assert (out / "1" / "vocabulary.json").read_text() == stream.vocabulary.to_json()
     ids, scores = artifact.model.top_k(np.array([[0, 0, 1, 2, 3] * 2], np.int32), k=5)
     assert np.asarray(ids).shape == (1, 5) and np.all(np.isfinite(np.asarray(scores)))
     history = json.loads((out / "1" / "history.json").read_text())

@@ -32,7 +32,7 @@ from sasrec.data.eval_set import EvalSet
 from sasrec.data.prepared import read_manifest, shard_files, train_length_counts
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows, window_counts
-from sasrec.vocabulary import ItemVocabulary
+from sasrec.vocabulary import VocabularyText
 
 _CASE_COLUMNS = {"valid": layout.VALID_LENGTH, "test": layout.TEST_LENGTH}
 # Users whose windows are made at once: about 4 MB of windows at width 50.
@@ -90,7 +90,8 @@ class PreparedStream:
     path: Path
     manifest: dict[str, Any]
     files: list[Path]
-    vocabulary: ItemVocabulary
+    # Its text: training needs the count, publishing the file (ids parsed on a lookup).
+    vocabulary: VocabularyText
     report: DataReport
     split_summary: dict[str, Any]
 
@@ -109,7 +110,7 @@ class PreparedStream:
             path=path,
             manifest=manifest,
             files=files,
-            vocabulary=ItemVocabulary.load(path / layout.VOCABULARY),
+            vocabulary=VocabularyText.load(path / layout.VOCABULARY),
             report=DataReport.from_dict(
                 json.loads((path / layout.DATA_STATS).read_text(encoding="utf-8"))
             ),

@@ -3,22 +3,27 @@
 The in-memory dataset (:mod:`sasrec.data.dataset`) plans a whole epoch from
 every window; this one never holds more than its buffers:
 
-1. the files, shuffled every epoch, are read ``cycle_length`` at a time and
-   interleaved; a file becomes its users' training windows by the in-memory
-   rule (:func:`~sasrec.data.windows.training_windows`);
-2. a shuffle buffer of ``shuffle_buffer`` windows mixes them;
+1. the files, shuffled every epoch, are read ``cycle_length`` at a time,
+   a slice of users from each in turn; a slice becomes its users' training
+   windows by the in-memory rule (:func:`~sasrec.data.windows.training_windows`);
+2. a shuffle buffer of ``shuffle_buffer`` windows (one NumPy array,
+   :class:`ShuffledWindows`) mixes them;
 3. every ``chunk_batches * batch_size`` windows form a chunk that
    :func:`~sasrec.data.dataset.epoch_batches` plans exactly as it plans an
    in-memory chunk: sorted by length, cut into batches, batch order
    shuffled, each batch trimmed to a bucket width, negatives drawn by the
    same rule, the epoch's one short batch padded with all-padding rows.
 
-Memory: two files' windows, the shuffle buffer and one chunk, whatever the
-log's size. An epoch trains on every window exactly once, as in memory; what
-differs is which windows share a batch and the batch order (a window meets
-the windows of nearby files, not of the whole log). The k-th chunk draws
-from ``numpy.random.default_rng([seed, k])`` and the file and window
-shuffles from ``seed``: the same seed gives the same batches.
+Memory: one slice per open file, the shuffle buffer (400 bytes a window of
+width 50) and the chunk being planned, whatever the log's size. The windows
+stay in NumPy until their chunk is planned: as ``tf.data`` elements (one
+per window through ``unbatch``, ``shuffle`` and ``batch``) they took about
+twice the bytes. An epoch trains on every window exactly once, as in
+memory; what differs is which windows share a batch and the batch order (a
+window meets the windows of nearby files, not of the whole log). The k-th
+chunk draws from ``numpy.random.default_rng([seed, k])`` and epoch e's file
+order and shuffle from ``default_rng([seed, e, 1])``: the same seed gives
+the same batches.
 """
 
 from __future__ import annotations
@@ -103,20 +108,8 @@ def make_streaming_dataset(
     if windows < 1 or not files:
         raise ValueError("no training windows: every sequence has fewer than 2 events")
     keys = batch_keys(num_negatives)
+    epochs = itertools.count()
     chunks = itertools.count()
-
-    def read(path: bytes) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        for inputs, positives in file_windows(path.decode()):
-            yield inputs.astype(np.int32, copy=False), positives.astype(np.int32, copy=False)
-
-    window_slice = tf.TensorSpec((None, max_len), tf.int32)
-
-    def file_dataset(path: tf.Tensor) -> tf.data.Dataset:
-        # Python once per slice of a file's users, not per window.
-        slices = tf.data.Dataset.from_generator(
-            read, output_signature=(window_slice, window_slice), args=(path,)
-        )
-        return slices.unbatch()
 
     def plan_chunk(inputs: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, ...]:
         rng = np.random.default_rng([seed, next(chunks)])
@@ -135,24 +128,122 @@ def make_streaming_dataset(
         )
         return pack_batches(list(planned), keys)
 
-    def chunk_batches_of(inputs: tf.Tensor, positives: tf.Tensor) -> tf.data.Dataset:
-        values = tf.numpy_function(
-            plan_chunk, [inputs, positives], packed_types(keys), stateful=True
+    def epoch_chunks() -> Iterator[tuple[np.ndarray, ...]]:
+        # One Python call per chunk: the windows never become tf.data elements
+        # one by one (their tensors took twice the bytes of their ids).
+        shuffled = ShuffledWindows(
+            files, file_windows, max_len, shuffle_buffer, cycle_length, [seed, next(epochs), 1]
         )
-        return packed_batches(values)
+        for inputs, positives in shuffled.chunks(chunk_batches * batch_size):
+            yield plan_chunk(inputs, positives)
 
-    dataset = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
-    dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(file_dataset, cycle_length=min(cycle_length, len(files)))
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    dataset = dataset.batch(chunk_batches * batch_size)
-    dataset = dataset.flat_map(chunk_batches_of)
+    signature = tuple(tf.TensorSpec((None,), dtype) for dtype in packed_types(keys))
+    dataset = tf.data.Dataset.from_generator(epoch_chunks, output_signature=signature)
+    dataset = dataset.flat_map(lambda *values: packed_batches(list(values)))
     dataset = dataset.map(batch_unpacker(num_negatives, negatives_per_sequence))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-windows // batch_size)))
     options = tf.data.Options()
     # As in memory: the autotune thread made the next epoch wait for its exit.
     options.autotune.enabled = False
     return dataset.prefetch(prefetch).with_options(options)
+
+
+class ShuffledWindows:
+    """One epoch's training windows from shard files, mixed by a bounded shuffle buffer.
+
+    The files, in a seeded random order, are read ``cycle_length`` at a time,
+    a slice from each in turn; their windows fill a buffer of
+    ``shuffle_buffer`` windows, and once it is full each arriving window
+    sends a random one of the buffer out (``tf.data``'s shuffle, a slice at a
+    time); at the end of the files the buffer empties in random order. The
+    buffer is one ``int32 (shuffle_buffer, 2, L)`` array: 400 bytes a window
+    of width 50.
+
+    Example:
+        >>> def read(name):
+        ...     rows = np.arange(1, 7, dtype=np.int32).reshape(3, 2) * (10 if name == "b" else 1)
+        ...     yield rows, rows + 1
+        >>> windows = ShuffledWindows(["a", "b"], read, 2, shuffle_buffer=4, cycle_length=2,
+        ...                           seed=[0])
+        >>> chunks = list(windows.chunks(4))
+        >>> [len(inputs) for inputs, _ in chunks]
+        [4, 2]
+        >>> sorted(np.concatenate([x for x, _ in chunks])[:, 0].tolist())
+        [1, 3, 5, 10, 30, 50]
+    """
+
+    def __init__(
+        self,
+        files: list[str],
+        file_windows: Callable[[str], Iterable[tuple[np.ndarray, np.ndarray]]],
+        max_len: int,
+        shuffle_buffer: int,
+        cycle_length: int,
+        seed: list[int],
+    ) -> None:
+        self.files = list(files)
+        self.file_windows = file_windows
+        self.max_len = int(max_len)
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.cycle_length = max(1, int(cycle_length))
+        self.rng = np.random.default_rng(seed)
+
+    def slices(self) -> Iterator[np.ndarray]:
+        """Every file's windows as ``(w, 2, L)`` slices, ``cycle_length`` files interleaved."""
+        order = iter(self.rng.permutation(len(self.files)).tolist())
+        cycle = [
+            iter(self.file_windows(self.files[i]))
+            for i in itertools.islice(order, self.cycle_length)
+        ]
+        while cycle:
+            for slot, reader in enumerate(cycle):
+                part = next(reader, None)
+                while part is None:
+                    following = next(order, None)
+                    if following is None:
+                        break
+                    reader = cycle[slot] = iter(self.file_windows(self.files[following]))
+                    part = next(reader, None)
+                if part is None:
+                    cycle[slot] = None
+                    continue
+                inputs, positives = part
+                yield np.stack(
+                    [inputs.astype(np.int32, copy=False), positives.astype(np.int32, copy=False)],
+                    axis=1,
+                )
+            cycle = [reader for reader in cycle if reader is not None]
+
+    def windows(self) -> Iterator[np.ndarray]:
+        """The shuffled windows, ``(w, 2, L)`` a group at a time, every window once."""
+        size, rng = self.shuffle_buffer, self.rng
+        buffer = np.empty((size, 2, self.max_len), dtype=np.int32)
+        held = 0
+        for part in self.slices():
+            room = min(size - held, len(part))
+            buffer[held : held + room] = part[:room]
+            held += room
+            for lo in range(room, len(part), size):
+                arriving = part[lo : lo + size]
+                slots = rng.choice(size, size=len(arriving), replace=False)
+                yield buffer[slots]
+                buffer[slots] = arriving
+        yield buffer[rng.permutation(held)]
+
+    def chunks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(inputs, positives)`` of ``rows`` shuffled windows at a time (the last: the rest)."""
+        pending: list[np.ndarray] = []
+        count = 0
+        for group in self.windows():
+            pending.append(group)
+            count += len(group)
+            while count >= rows:
+                joined = np.concatenate(pending)
+                yield joined[:rows, 0], joined[:rows, 1]
+                pending, count = [joined[rows:]], count - rows
+        if count:
+            joined = np.concatenate(pending)
+            yield joined[:, 0], joined[:, 1]
 
 
 @contextlib.contextmanager
