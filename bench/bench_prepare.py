@@ -20,7 +20,11 @@ Usage::
 
 Prints one JSON line: engine, events, wall and CPU seconds, events per second of
 each, peak RSS per process, and the digest of the PREPARED folder it wrote
-(:func:`prepared_digest`: equal digests, byte-identical output).
+(:func:`prepared_digest`: equal digests, byte-identical output; the Spark
+engine's shard file names are Spark's own, so across engines compare
+``file_digests``: the vocabulary, report and split files, byte for byte).
+With executor JVMs (``local-cluster``), ``cpu_executors_s`` is their part of
+the CPU seconds.
 
 ``--train-side data|prepared`` instead measures a short real ``sasrec
 train`` (one epoch, validation, final evaluation on 1,000 users and the
@@ -66,11 +70,14 @@ def _hwm_kib(pid: int) -> int:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    found = [int(c) for c in text.split()]
+    # Each thread lists the children it forked: a JVM starts executors from
+    # a worker thread, not its main one.
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
     return found + [g for c in found for g in _children(c)]
 
 
@@ -115,6 +122,7 @@ def run(argv: list[str]) -> dict[str, float]:
     seen, marked = 0, 0
     java_cpu: dict[int, float] = {}
     executors: dict[int, int] = {}
+    executor_cpu: dict[int, float] = {}
     while proc.poll() is None:
         peaks["python"] = max(peaks["python"], _hwm_kib(proc.pid))
         for child in _children(proc.pid):
@@ -123,6 +131,7 @@ def run(argv: list[str]) -> dict[str, float]:
                 # in local[N]); JVMs below it are executors (local-cluster[...]).
                 if _is_java(_parent(child)):
                     executors[child] = max(executors.get(child, 0), _hwm_kib(child))
+                    executor_cpu[child] = max(executor_cpu.get(child, 0.0), _cpu_s(child))
                 else:
                     peaks["java"] = max(peaks["java"], _hwm_kib(child))
                 java_cpu[child] = max(java_cpu.get(child, 0.0), _cpu_s(child))
@@ -150,6 +159,7 @@ def run(argv: list[str]) -> dict[str, float]:
     result.update({f"peak_{k}_mib": round(v / 1024) for k, v in peaks.items() if v})
     if executors:
         result["peak_executor_jvms_mib"] = sorted(round(v / 1024) for v in executors.values())
+        result["cpu_executors_s"] = round(sum(executor_cpu.values()), 1)
     result["phases"] = phases
     result["output_tail"] = output.strip().splitlines()[-3:]
     return result
@@ -171,6 +181,14 @@ def prepared_digest(folder: Path) -> str:
             data = json.dumps(manifest, sort_keys=True).encode()
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + data)
     return digest.hexdigest()[:16]
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of the files both engines write byte for byte alike (the shard files'
+    names and Parquet writers differ between engines; their content is compared by
+    tests/data/test_spark_parity.py)."""
+    names = ("vocabulary.json", "data_stats.json", "split.json")
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()[:16] for n in names}
 
 
 def main() -> None:
@@ -203,6 +221,7 @@ def main() -> None:
         result = run(argv)
         events = json.loads((out / "data_stats.json").read_text())["read"]["rows"]
         result["digest"] = prepared_digest(out)
+        result["file_digests"] = file_digests(out)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
     load = os.getloadavg()

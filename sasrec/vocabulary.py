@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from sasrec.io import atomic_write_text
+from sasrec.io import atomic_write_text, atomic_write_with
+
+# Ids per json.dumps call when streaming: C-encoder speed, bounded memory.
+_CHUNK = 65_536
 
 
 class ItemVocabulary:
@@ -88,11 +93,59 @@ class ItemVocabulary:
         return self._ids_array[idx.astype(np.int64) - 1].tolist()
 
     def to_json(self) -> str:
-        return json.dumps({"format": self.FORMAT, "item_ids": self._ids})
+        return "".join(self._json_parts(self._ids))
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the vocabulary as JSON, atomically."""
-        atomic_write_text(Path(path), self.to_json())
+        self.write_ids(path, self._ids)
+
+    @classmethod
+    def write_ids(cls, path: str | os.PathLike, item_ids: Iterable[str]) -> int:
+        """Writes raw ids in index order as a vocabulary file, streaming; returns N.
+
+        The bytes are those :meth:`save` writes for ``ItemVocabulary(item_ids)``
+        (``json.dumps`` of the whole object), but ``item_ids`` may be any
+        iterable (a Spark job's rows, fetched a partition at a time): at most
+        a chunk of ids is held, never the catalogue. Ids must be non-empty;
+        uniqueness is the caller's (a Spark ``groupBy`` key is unique). The
+        file appears complete or not at all.
+
+        Example:
+            >>> ItemVocabulary.write_ids("vocabulary.json", iter(["a", "é"]))  # doctest: +SKIP
+            2
+        """
+        count = 0
+
+        def counted(ids: Iterable[str]) -> Iterator[str]:
+            nonlocal count
+            for raw in ids:
+                count += 1
+                yield raw
+
+        def write(fh: BinaryIO) -> None:
+            for part in cls._json_parts(counted(item_ids)):
+                fh.write(part.encode("utf-8"))
+
+        atomic_write_with(Path(path), write)
+        return count
+
+    @classmethod
+    def _json_parts(cls, item_ids: Iterable[str]) -> Iterator[str]:
+        """``json.dumps({"format": ..., "item_ids": [...]})`` in pieces, a chunk of ids each.
+
+        The one encoder of the file format: ``json.dumps`` of a chunk without
+        its brackets is that chunk's part of the whole list's encoding (same
+        ``", "`` separator, same escapes).
+        """
+        yield json.dumps({"format": cls.FORMAT, "item_ids": []})[:-2]
+        ids = iter(item_ids)
+        first = True
+        while chunk := [str(raw) for raw in itertools.islice(ids, _CHUNK)]:
+            if "" in chunk:
+                raise ValueError("item_ids must not contain the empty string")
+            yield ("" if first else ", ") + json.dumps(chunk)[1:-1]
+            first = False
+        yield "]}"
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ItemVocabulary:
@@ -167,3 +220,7 @@ class VocabularyText(ItemVocabulary):
 
     def to_json(self) -> str:
         return self._text
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the text it was read from (checked then), atomically; no ids parsed."""
+        atomic_write_text(Path(path), self._text)

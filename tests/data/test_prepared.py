@@ -122,7 +122,7 @@ def test_failure_mid_write_leaves_no_folder_and_no_staging(tmp_path: Path) -> No
         publish_prepared(
             tmp_path / "prep",
             half_written,
-            vocabulary=VOCAB,
+            write_vocabulary=lambda path: ItemVocabulary.write_ids(path, VOCAB.item_ids),
             report=_report(),
             split_summary={},
             options={},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from sasrec import vocabulary as vocabulary_module
 from sasrec.data.cleaning import canonicalize
 from sasrec.data.encoding import build_vocabulary, encode_sequences
 from sasrec.data.errors import DataError
@@ -71,6 +74,29 @@ def test_vocabulary_text_is_checked_when_read(tmp_path, text, error):
     (tmp_path / "vocabulary.json").write_text(text)
     with pytest.raises(ValueError, match=error):
         VocabularyText.load(tmp_path / "vocabulary.json")
+
+
+def test_streamed_vocabulary_file_is_json_dumps_of_the_ids(tmp_path, monkeypatch):
+    # Chunks of 2 ids: the pieces must join across chunk boundaries exactly.
+    monkeypatch.setattr(vocabulary_module, "_CHUNK", 2)
+    ids = ["b", "\u00e9", 'q"u\\', "\U0001f600", "x" * 40]
+    path = tmp_path / "vocabulary.json"
+    assert ItemVocabulary.write_ids(path, iter(ids)) == 5
+    written = path.read_bytes()
+    assert written == json.dumps({"format": "sasrec.vocabulary.v1", "item_ids": ids}).encode()
+    assert written.startswith(
+        b'{"format": "sasrec.vocabulary.v1", "item_ids": ["b", "\\u00e9", "q\\"u\\\\", '
+        b'"\\ud83d\\ude00", "xxx'
+    )  # hand-written: ASCII escapes, ", " between ids
+    ItemVocabulary(ids).save(tmp_path / "saved.json")
+    assert (tmp_path / "saved.json").read_bytes() == written  # one writer
+    assert ItemVocabulary.load(path) == ItemVocabulary(ids)
+    assert ItemVocabulary.write_ids(tmp_path / "none.json", []) == 0
+    empty = '{"format": "sasrec.vocabulary.v1", "item_ids": []}'
+    assert (tmp_path / "none.json").read_text() == empty
+    with pytest.raises(ValueError, match="empty string"):
+        ItemVocabulary.write_ids(tmp_path / "bad.json", ["a", "b", ""])
+    assert not (tmp_path / "bad.json").exists()  # atomic: nothing half-written
 
 
 def test_encode_sequences_csr_in_time_order():

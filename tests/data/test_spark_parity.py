@@ -179,3 +179,32 @@ def test_bad_input_same_exit_code_and_message_and_no_folder(tmp_path: Path, caps
     assert errors["pandas"] == errors["spark"]
     assert f"{log}, line 4, column 'timestamp'" in errors["spark"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
+def test_vocabulary_file_is_byte_identical_with_non_ascii_ids(tmp_path: Path, monkeypatch) -> None:
+    """Spark ranks the ids by UTF-8 bytes and streams them: the same bytes as pandas' sorted().
+
+    The ids mix lengths and scripts, including a pair UTF-16 orders the other
+    way round (U+FF21 against U+1F600, a surrogate pair); three ids per range
+    partition makes many partitions, so the offsets between them are used.
+    """
+    from sasrec.data.spark_pipeline import ItemRanks
+
+    monkeypatch.setattr(ItemRanks, "IDS_PER_PARTITION", 3)
+    items = ["a", "ab", "B", "é", "e\u0301", "ß", "z" * 30, "\U0001f600", "\uff21", "日本",
+             "item-10", "item-9", "Ω", "\u00ff", "\u0100", "a b", "0"]  # fmt: skip
+    rows = [
+        (f"u{u}", items[(u * 5 + k) % len(items)], 100 * u + k) for u in range(17) for k in range(3)
+    ]
+    log = tmp_path / "ids.csv"
+    log.write_text(
+        "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows),
+        encoding="utf-8",
+    )
+    flags = ["--data", str(log), "--min-user", "2", "--min-item", "1"]
+    a, b = _prepare_both(tmp_path, flags)
+    _assert_identical(a, b)
+    assert a.vocabulary.item_ids == sorted(items)
+    written = {e: (tmp_path / e / "vocabulary.json").read_bytes() for e in ("pandas", "spark")}
+    assert written["spark"] == written["pandas"]
+    assert b.manifest["num_items"] == len(items)

@@ -206,7 +206,7 @@ def publish_prepared(
     out: str | os.PathLike,
     write_sequences: Callable[[Path], None],
     *,
-    vocabulary: ItemVocabulary,
+    write_vocabulary: Callable[[Path], int],
     report: DataReport,
     split_summary: dict[str, Any],
     options: dict[str, Any],
@@ -220,7 +220,10 @@ def publish_prepared(
         out: The folder to create; it must not exist.
         write_sequences: Writes the shards under the folder it is given
             (``staging/sequences``, which does not exist yet).
-        vocabulary, report, split_summary: The run's results.
+        write_vocabulary: Writes the vocabulary file at the path it is
+            given and returns the number of items (``ItemVocabulary.save``
+            in memory, ``ItemVocabulary.write_ids`` streaming).
+        report, split_summary: The run's results.
         options: The data options that made it (recorded in the manifest).
         engine: ``"pandas"`` or ``"spark"``.
         shards, rows_per_file: The sharding, recorded in the manifest.
@@ -233,7 +236,7 @@ def publish_prepared(
         raise ValueError(f"--out {out}: exists already; a PREPARED folder is never overwritten")
     with staging_directory(out.parent, prefix=layout.STAGING_PREFIX + out.name + "-") as tmp:
         write_sequences(tmp / layout.SEQUENCES)
-        vocabulary.save(tmp / layout.VOCABULARY)
+        num_items = write_vocabulary(tmp / layout.VOCABULARY)
         report.save(tmp / layout.DATA_STATS)
         atomic_write_text(tmp / layout.SPLIT, json.dumps(split_summary, indent=2) + "\n")
         files = sorted(
@@ -245,7 +248,7 @@ def publish_prepared(
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "options": options,
             "num_users": int(report.stats.get("users", 0)),
-            "num_items": vocabulary.num_items,
+            "num_items": int(num_items),
             "num_events": int(report.stats.get("events", 0)),
             "shards": shards,
             "rows_per_file": rows_per_file,
@@ -272,10 +275,15 @@ def write_prepared(
 ) -> Path:
     """Writes an in-memory sequence table as a PREPARED folder (see :func:`publish_prepared`)."""
     check_shard_settings(shards, rows_per_file)
+
+    def write_vocabulary(path: Path) -> int:
+        vocabulary.save(path)
+        return vocabulary.num_items
+
     return publish_prepared(
         out,
         lambda folder: _write_shards(table, folder, shards, rows_per_file),
-        vocabulary=vocabulary,
+        write_vocabulary=write_vocabulary,
         report=report,
         split_summary=split_summary,
         options=options,

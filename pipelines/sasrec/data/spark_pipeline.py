@@ -9,9 +9,11 @@ stable (user, time, file order) sort -> duplicates -> consecutive repeats ->
 iterative k-core -> vocabulary (raw ids sorted as strings) -> per-user
 sequences -> leave-one-out or temporal split -> Parquet shards.
 
-The log stays on the executors: the driver receives counts, the per-split
-row counts of the reader, the item vocabulary and the per-user length
-histogram of the report, never events. Each k-core pass is checkpointed
+The log and the catalogue stay on the executors: the driver receives
+counts, the per-split row counts of the reader, one row count per partition
+of the sorted item ids, the histograms of events per user and per item, and
+streams the sorted item ids into the vocabulary file a partition at a time;
+never events, nothing per user, and no item list held. Each k-core pass is checkpointed
 (truncating the lineage), so the plan does not grow with the passes.
 
 Example:
@@ -305,24 +307,32 @@ def _distribution(values: np.ndarray, counts: np.ndarray) -> dict[str, float]:
     return out
 
 
-def compute_stats(pairs: Any) -> tuple[dict[str, Any], ItemVocabulary, Any]:
-    """:func:`sasrec.data.data_report.compute_stats` from the k-core's pairs, and the vocabulary.
+def _histogram(frame: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct _len values, rows with each)`` of ``frame``: one driver row per length."""
+    from pyspark.sql import functions as F
 
-    Returns ``(stats without the timestamp range, vocabulary, per-user event
-    counts)``. The driver receives the histogram of events per user and one
-    (item, count) row per item (the vocabulary, which it needs anyway, as
-    Arrow), never one row per user.
+    rows = frame.groupBy("_len").agg(F.count(F.lit(1)).alias("_n")).collect()
+    return (
+        np.array([r["_len"] for r in rows], dtype=np.int64),
+        np.array([r["_n"] for r in rows], dtype=np.int64),
+    )
+
+
+def compute_stats(pairs: Any) -> tuple[dict[str, Any], Any, Any]:
+    """:func:`sasrec.data.data_report.compute_stats` from the k-core's pairs.
+
+    Returns ``(stats without the timestamp range, per-item event counts,
+    per-user event counts)``, the counts as DataFrames with ``_len``. The
+    driver receives the two histograms (events per user, events per item:
+    one row per distinct count), never a row per user or item.
     """
     from pyspark.sql import functions as F
 
     per_user = pairs.groupBy(USER).agg(F.sum("_n").alias("_len"))
-    rows = per_user.groupBy("_len").agg(F.count(F.lit(1)).alias("_n")).collect()
-    user_len = np.array([r["_len"] for r in rows], dtype=np.int64)
-    user_n = np.array([r["_n"] for r in rows], dtype=np.int64)
-    items = pairs.groupBy(ITEM).agg(F.sum("_n").alias("_len")).toArrow()
-    item_len, item_n = np.unique(items.column("_len").to_numpy(), return_counts=True)
-    vocabulary = ItemVocabulary(sorted(items.column(ITEM).to_pylist()))
-    del items
+    # One row per item, read twice (the histogram, then the ranks): kept.
+    per_item = _checkpoint(pairs.groupBy(ITEM).agg(F.sum("_n").alias("_len")))
+    user_len, user_n = _histogram(per_user)
+    item_len, item_n = _histogram(per_item)
     n_users, n_items = int(user_n.sum()), int(item_n.sum())
     n_events = int(np.dot(user_len, user_n))
     stats: dict[str, Any] = {
@@ -331,9 +341,73 @@ def compute_stats(pairs: Any) -> tuple[dict[str, Any], ItemVocabulary, Any]:
         "events": n_events,
         "density": n_events / (n_users * n_items) if n_users and n_items else 0.0,
         "sequence_length": _distribution(user_len, user_n),
-        "item_frequency": _distribution(item_len, item_n.astype(np.int64)),
+        "item_frequency": _distribution(item_len, item_n),
     }
-    return stats, vocabulary, per_user
+    return stats, per_item, per_user
+
+
+class ItemRanks:
+    """The item vocabulary as a Spark job: raw ids sorted as strings -> 1..N.
+
+    ``ItemVocabulary``'s rule (index = 1 + rank of the id in sorted order)
+    computed on the executors: the ids are range-partitioned and sorted
+    (Spark orders strings by their UTF-8 bytes, which is code point order,
+    Python's ``sorted``), numbered within each partition by
+    ``monotonically_increasing_id`` (partition number in the high bits,
+    consecutive below), and checkpointed; the driver gets one row count per
+    partition and turns them into offsets. The vocabulary file is streamed
+    from the sorted partitions, one partition (at most about
+    ``IDS_PER_PARTITION`` ids) at a time.
+
+    Example:
+        >>> ranks = ItemRanks.of(per_item, stats["items"])  # doctest: +SKIP
+        >>> ranks.frame().columns, ranks.num_items  # doctest: +SKIP
+        (['item_id', '_index'], 318798)
+        >>> ranks.write_vocabulary(Path("prep/vocabulary.json"))  # doctest: +SKIP
+        318798
+    """
+
+    IDS_PER_PARTITION = 262_144
+    _MONO_PARTITION_SHIFT = 33  # monotonically_increasing_id's layout
+
+    def __init__(self, ranked: Any, offsets: list[int], num_items: int) -> None:
+        self._ranked = ranked
+        self._offsets = offsets
+        self.num_items = num_items
+
+    @classmethod
+    def of(cls, items: Any, count: int) -> ItemRanks:
+        """Ranks the ``count`` distinct ``item_id`` values of ``items`` (one row each)."""
+        from pyspark.sql import functions as F
+
+        parts = max(_partitions(items), -(-count // cls.IDS_PER_PARTITION))
+        ordered = items.select(ITEM).repartitionByRange(parts, ITEM).sortWithinPartitions(ITEM)
+        ranked = _checkpoint(ordered.select(ITEM, F.monotonically_increasing_id().alias("_mono")))
+        part = F.shiftright("_mono", cls._MONO_PARTITION_SHIFT)
+        rows = ranked.groupBy(part.alias("_part")).agg(F.count(F.lit(1)).alias("_n")).collect()
+        sizes = {int(r["_part"]): int(r["_n"]) for r in rows}
+        offsets, total = [], 0
+        for k in range(max(sizes, default=-1) + 1):
+            offsets.append(total)
+            total += sizes.get(k, 0)
+        return cls(ranked, offsets, total)
+
+    def frame(self) -> Any:
+        """``(item_id, _index)``, ``_index`` in 1..N."""
+        from pyspark.sql import functions as F
+
+        part = F.shiftright("_mono", self._MONO_PARTITION_SHIFT).cast("int")
+        within = F.col("_mono").bitwiseAND((1 << self._MONO_PARTITION_SHIFT) - 1)
+        offset = F.element_at(F.array(*[F.lit(o) for o in self._offsets]), part + 1)
+        return self._ranked.select(ITEM, (offset + within + 1).cast("int").alias("_index"))
+
+    def write_vocabulary(self, path: Path) -> int:
+        """Streams the sorted ids into ``path`` (``ItemVocabulary.save``'s bytes); returns N."""
+        rows = self._ranked.select(ITEM).toLocalIterator()
+        written = ItemVocabulary.write_ids(path, (row[0] for row in rows))
+        if written != self.num_items:
+            raise RuntimeError(f"wrote {written} vocabulary ids, ranked {self.num_items}")
+        return written
 
 
 def _lower_quantile(events: Any, q: float, n: int) -> float:
@@ -348,24 +422,11 @@ def _lower_quantile(events: Any, q: float, n: int) -> float:
     return float(running.where(F.col("_end") > k).agg(F.min(TIMESTAMP)).first()[0])
 
 
-def _vocabulary_frame(spark: Any, vocabulary: ItemVocabulary) -> Any:
-    """(item_id, _index) as a DataFrame, shipped as one Arrow table (not a row per item)."""
-    import pyarrow as pa
-
-    table = pa.table(
-        {
-            ITEM: pa.array(vocabulary.item_ids, pa.string()),
-            "_index": pa.array(np.arange(1, vocabulary.num_items + 1, dtype=np.int32)),
-        }
-    )
-    return spark.createDataFrame(table)
-
-
 def sequences_with_split(
     events: Any,
     per_user: Any,
     first_seen: Any,
-    vocabulary: ItemVocabulary,
+    items: ItemRanks,
     data: Any,
     n: int,
 ) -> tuple[Any, dict[str, Any], tuple[float, float]]:
@@ -378,12 +439,11 @@ def sequences_with_split(
     """
     from pyspark.sql import functions as F
 
-    spark = events.sparkSession
-    vocab = _vocabulary_frame(spark, vocabulary)
+    vocab = items.frame()
     users_kept = per_user.select(USER).join(first_seen, USER)
-    encoded = events.join(
-        F.broadcast(vocab) if vocabulary.num_items < 2_000_000 else vocab, ITEM
-    ).join(users_kept, USER)
+    encoded = events.join(F.broadcast(vocab) if items.num_items < 2_000_000 else vocab, ITEM).join(
+        users_kept, USER
+    )
     ordered = F.sort_array(F.collect_list(F.struct(TIMESTAMP, POS, F.col("_index").alias("_item"))))
     users = encoded.groupBy(USER).agg(
         F.first(FIRST_SEEN).alias(layout.USER_INDEX), ordered.alias("_events")
@@ -530,15 +590,16 @@ def prepare_with_spark(
         columns = [USER, ITEM, TIMESTAMP] + [c for c in (EVENT, RATING) if c in info["columns"]]
         events, pairs, report = clean(events, data, report, columns)
         n = report.steps[-1]["after"]
-        stats, vocabulary, per_user = compute_stats(pairs)
+        stats, per_item, per_user = compute_stats(pairs)
+        items = ItemRanks.of(per_item, stats["items"])
         users, summary, (t_min, t_max) = sequences_with_split(
-            events, per_user, first_seen, vocabulary, data, n
+            events, per_user, first_seen, items, data, n
         )
         report.stats = {**stats, "timestamp_min": t_min, "timestamp_max": t_max}
         publish_prepared(
             out,
             lambda folder: write_shards(users, folder, shards, rows_per_file),
-            vocabulary=vocabulary,
+            write_vocabulary=items.write_vocabulary,
             report=report,
             split_summary=summary,
             options=dataclasses.asdict(data),
