@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sasrec.runtime import release_freed_memory
+
 logger = logging.getLogger(__name__)
 
 
@@ -201,6 +203,8 @@ class CompileAhead:
                 self.seconds.append(round(time.perf_counter() - start, 2))
                 self.compiled.append(width)
                 self._ready[width].assign(True)
+                # The compile's and the warm-up's freed memory, before the next width's.
+                release_freed_memory()
             self.ready_after = round(time.perf_counter() - self._started, 2)
         except Exception:  # noqa: BLE001 - any failure falls back to compiling in the step
             logger.warning(

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sasrec.data.data_report import DataReport
@@ -19,7 +21,7 @@ from sasrec.data.prepared import (
     train_length_counts,
     write_prepared,
 )
-from sasrec.data.prepared_stream import PreparedStream
+from sasrec.data.prepared_stream import PreparedStream, read_rows
 from sasrec.data.splitting import leave_one_out
 from sasrec.data.streaming_dataset import (
     ShuffledWindows,
@@ -209,6 +211,17 @@ def test_manifest_histogram_and_its_fallback_agree(prepared: Path, tmp_path: Pat
     del manifest[TRAIN_LENGTHS]
     (old / "manifest.json").write_text(json.dumps(manifest))
     np.testing.assert_array_equal(train_length_counts(old), counts)
+
+
+def test_rows_are_read_in_the_order_asked_a_batch_at_a_time(prepared: Path) -> None:
+    file = PreparedStream.open(prepared).files[0]
+    whole = pq.read_table(file, columns=["user_id", "items"], partitioning=None)
+    rows = np.array([whole.num_rows - 1, 0, 3, 2, whole.num_rows - 1])
+    got = read_rows(file, ["user_id", "items"], rows, batch_rows=2)
+    assert got.column_names == ["user_id", "items"]
+    assert got.to_pylist() == whole.take(pa.array(rows)).to_pylist()
+    with pytest.raises(DataError, match=f"{file}: PREPARED shard has {whole.num_rows} rows"):
+        read_rows(file, ["user_id"], np.array([whole.num_rows]))
 
 
 def test_cases_and_baselines_equal_the_in_memory_split(prepared: Path) -> None:

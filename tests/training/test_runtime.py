@@ -56,3 +56,39 @@ def test_keep_freed_memory_stops_refaulting_large_blocks() -> None:
 def test_keep_freed_memory_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SASREC_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False
+
+
+_RELEASE_PROBE = """
+import ctypes
+from sasrec.runtime import keep_freed_memory, release_freed_memory
+keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def rss_mib():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+
+# Two 48 MB blocks written, the lower one freed: kept mapped (no trim below the top).
+low, high = libc.malloc(48 << 20), libc.malloc(48 << 20)
+ctypes.memset(low, 1, 48 << 20)
+ctypes.memset(high, 1, 48 << 20)
+libc.free(low)
+kept = rss_mib()
+released = release_freed_memory()
+print(released, kept - rss_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
+def test_release_freed_memory_returns_a_freed_block_kept_mapped() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _RELEASE_PROBE],
+        env={"SASREC_KEEP_FREED_MEMORY": "1", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0] == "True"
+    # The freed 48 MB block left the resident set.
+    assert 40 <= int(out[1]) <= 56

@@ -135,7 +135,11 @@ def make_streaming_dataset(
             files, file_windows, max_len, shuffle_buffer, cycle_length, [seed, next(epochs), 1]
         )
         for inputs, positives in shuffled.chunks(chunk_batches * batch_size):
-            yield plan_chunk(inputs, positives)
+            packed = plan_chunk(inputs, positives)
+            # Neither is held while the chunk trains and the next one fills.
+            del inputs, positives
+            yield packed
+            del packed
 
     signature = tuple(tf.TensorSpec((None,), dtype) for dtype in packed_types(keys))
     dataset = tf.data.Dataset.from_generator(epoch_chunks, output_signature=signature)
@@ -231,19 +235,24 @@ class ShuffledWindows:
         yield buffer[rng.permutation(held)]
 
     def chunks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(inputs, positives)`` of ``rows`` shuffled windows at a time (the last: the rest)."""
-        pending: list[np.ndarray] = []
-        count = 0
+        """``(inputs, positives)`` of ``rows`` shuffled windows at a time (the last: the rest).
+
+        Each chunk is a new array filled in place: the caller's previous one
+        is not held here while the next fills.
+        """
+        chunk = np.empty((rows, 2, self.max_len), dtype=np.int32)
+        filled = 0
         for group in self.windows():
-            pending.append(group)
-            count += len(group)
-            while count >= rows:
-                joined = np.concatenate(pending)
-                yield joined[:rows, 0], joined[:rows, 1]
-                pending, count = [joined[rows:]], count - rows
-        if count:
-            joined = np.concatenate(pending)
-            yield joined[:, 0], joined[:, 1]
+            at = 0
+            while at < len(group):
+                take = min(rows - filled, len(group) - at)
+                chunk[filled : filled + take] = group[at : at + take]
+                filled, at = filled + take, at + take
+                if filled == rows:
+                    yield chunk[:, 0], chunk[:, 1]
+                    chunk, filled = np.empty_like(chunk), 0
+        if filled:
+            yield chunk[:filled, 0], chunk[:filled, 1]
 
 
 @contextlib.contextmanager

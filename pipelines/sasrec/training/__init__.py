@@ -14,6 +14,7 @@ One module per job::
     version_files.py       the JSON files a published version holds
     validation_callback.py validation during fit, early stopping
     epoch_timer.py         seconds per epoch
+    memory_release.py      MemoryRelease: freed memory returned between phases
     final_evaluation.py    evaluate_split, summarize
     report.py              format_evaluation, sasrec_verdict
 

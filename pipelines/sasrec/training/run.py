@@ -49,6 +49,7 @@ from sasrec.training.distribution import (
 from sasrec.training.epoch_timer import EpochTimer
 from sasrec.training.final_evaluation import evaluate_split
 from sasrec.training.loss_choice import choose_loss
+from sasrec.training.memory_release import MemoryRelease
 from sasrec.training.options import DataOptions, TrainOptions
 from sasrec.training.preparation import Prepared, prepare_data, validation_sample
 from sasrec.training.report import format_evaluation
@@ -558,11 +559,13 @@ def _callbacks(
     run_history: RunHistory,
     train: TrainOptions,
 ) -> list[keras.callbacks.Callback]:
-    # The timer first, so it does not count validation. Validation and the
+    # The timer first, so it does not count validation; the steps' freed memory
+    # returned before validation allocates. Validation and the
     # history before the backup: their state is saved before the backup of the
     # same epoch, so a resumed run never lacks an epoch it will skip.
     callbacks: list[keras.callbacks.Callback] = [
         timer,
+        MemoryRelease(),
         validation,
         run_history,
         CheckpointBackup(str(checkpoint / "backup"), double_checkpoint=True),
