@@ -20,7 +20,7 @@ pytest.importorskip("pyspark")
 
 from sasrec.cli import main  # noqa: E402
 from sasrec.data.prepared import read_prepared  # noqa: E402
-from sasrec.data.spark_pipeline import SparkSettings, spark_session  # noqa: E402
+from sasrec.data.spark_session import SparkSettings, spark_session  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -172,7 +172,8 @@ def _prepare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     options = dataclasses.asdict(data)
     if args.engine == "spark":
-        from sasrec.data.spark_pipeline import SparkSettings, prepare_with_spark
+        from sasrec.data.spark_pipeline import prepare_with_spark
+        from sasrec.data.spark_session import SparkSettings
 
         settings = SparkSettings(
             master=args.spark_master,

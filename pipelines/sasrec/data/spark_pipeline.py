@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,9 @@ from sasrec.data.columns import EVENT, ITEM, RATING, TIMESTAMP, USER
 from sasrec.data.data_report import DataReport
 from sasrec.data.errors import DataError
 from sasrec.data.prepared import publish_prepared
+from sasrec.data.spark_kcore import k_core
 from sasrec.data.spark_reading import POS, read_events
+from sasrec.data.spark_session import SparkSettings, checkpoint, shuffle_partitions, spark_session
 from sasrec.data.splitting import resolve_cutoffs
 from sasrec.vocabulary import ItemVocabulary
 
@@ -47,69 +47,6 @@ _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 _QUANTILE_NAMES = ("min", "p25", "p50", "p75", "p90", "p99", "max")
 FIRST_SEEN = "_first_seen"
 _ADAPTIVE = "spark.sql.adaptive.enabled"
-
-
-@dataclass(frozen=True)
-class SparkSettings:
-    """Where the Spark engine runs.
-
-    Args:
-        master: Spark master URL; ``None``: the session's configured one, or
-            ``local[*]``.
-        remote: Spark Connect URL (``sc://host:15002``); excludes ``master``.
-        checkpoint_dir: Folder for the k-core's checkpoints (a cluster needs
-            a shared one, e.g. ``hdfs:///tmp/sasrec``); ``None``: a temporary
-            local folder.
-        shuffle_partitions: ``spark.sql.shuffle.partitions`` when the session
-            is created here.
-        conf: More Spark settings for a session created here (e.g.
-            ``{"spark.driver.memory": "4g"}``: in ``local`` mode the driver
-            JVM runs the executors too).
-
-    Example:
-        >>> SparkSettings(master="local[2]").master
-        'local[2]'
-    """
-
-    master: str | None = None
-    remote: str | None = None
-    checkpoint_dir: str | None = None
-    shuffle_partitions: int = 8
-    conf: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.master and self.remote:
-            raise ValueError("--spark-master and --spark-remote are alternatives: give one")
-        if self.remote and self.checkpoint_dir:
-            raise ValueError(
-                "--checkpoint-dir is the client's setting; with --spark-remote the Spark "
-                "Connect server's spark.checkpoint.dir is used (local checkpoints without it)"
-            )
-
-
-def spark_session(settings: SparkSettings) -> Any:
-    """Gets or creates the session the settings describe."""
-    try:
-        from pyspark.sql import SparkSession
-    except ModuleNotFoundError:
-        raise ValueError(
-            "--engine spark needs PySpark: pip install 'sasrec[spark]' (and a Java 17+ runtime)"
-        ) from None
-    builder = SparkSession.builder.appName("sasrec data prepare")
-    if settings.remote:
-        return builder.remote(settings.remote).getOrCreate()
-    master = settings.master or ("local[*]" if not SparkSession.getActiveSession() else None)
-    if master and master.startswith("local"):
-        # Local workers run this interpreter (a cluster's workers bring their own).
-        builder = builder.config("spark.pyspark.python", sys.executable)
-    if master:
-        builder = builder.master(master)
-    builder = builder.config(
-        "spark.sql.shuffle.partitions", str(settings.shuffle_partitions)
-    ).config("spark.ui.showConsoleProgress", "false")
-    for key, value in settings.conf:  # last, so they win
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 class _Steps:
@@ -130,7 +67,7 @@ class _Steps:
         self, name: str, frame: Any, before: int, *, materialize: bool = False, **details: Any
     ) -> tuple[Any, int]:
         if materialize:
-            frame = _checkpoint(frame)
+            frame = checkpoint(frame)
         return frame, self.record(name, before, frame.count(), **details)
 
     def record(self, name: str, before: int, after: int, **details: Any) -> int:
@@ -144,24 +81,6 @@ class _Steps:
                 f"remaining events"
             )
         return after
-
-
-def _checkpoint(frame: Any) -> Any:
-    """Materializes ``frame`` and cuts its lineage (the plan does not grow with the steps).
-
-    Classic sessions write to the checkpoint folder set here. A Spark Connect
-    client cannot set the server's: its checkpoints are reliable when the
-    server was started with ``spark.checkpoint.dir``, and local ones (kept by
-    the executors, as a cached frame is) when not.
-    """
-    if type(frame).__module__.startswith("pyspark.sql.connect"):
-        try:
-            return frame.checkpoint(eager=True)
-        except Exception as err:
-            if "Checkpoint directory has not been set" not in str(err):
-                raise
-            return frame.localCheckpoint(eager=True)
-    return frame.checkpoint(eager=True)
 
 
 def clean(
@@ -219,7 +138,7 @@ def clean(
     # From here on every step works per user: the log is shuffled by user once
     # (a checkpoint keeps that partitioning), and the duplicates, repeats,
     # the k-core's user counts and the sequences need no other shuffle of it.
-    events = events.repartition(_partitions(events), USER)
+    events = events.repartition(shuffle_partitions(events), USER)
     # The first row of each duplicate group is the one with the smallest
     # position, and the rows differ in nothing else: a hash aggregation keeps
     # it (a window would sort the whole log).
@@ -240,48 +159,6 @@ def clean(
     pairs, passes, n = k_core(events, data.min_user, data.min_item, n)
     step.record("k_core", before, n, min_user=data.min_user, min_item=data.min_item, passes=passes)
     return events, pairs, report
-
-
-def _partitions(frame: Any) -> int:
-    return int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-
-
-def k_core(events: Any, min_user: int, min_item: int, n: int) -> tuple[Any, int, int]:
-    """Iterative k-core: ``(pairs, passes, remaining events)``, one checkpoint per pass.
-
-    The passes run on the distinct (user, item) pairs with their event counts
-    (``_n``), not on the events: a user's or item's count is the sum of its
-    pairs' counts, and a pass drops every user and item below its threshold
-    (counted on the same input), as :func:`sasrec.data.cleaning.k_core_mask`
-    does. A dropped user or item never comes back, so the remaining events are
-    those whose user and item remain.
-    """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    pairs = _checkpoint(events.groupBy(USER, ITEM).agg(F.count(F.lit(1)).alias("_n")))
-    if min_user <= 1 and min_item <= 1:
-        return pairs, 0, n
-    passes = 0
-    while True:
-        passes += 1
-        # The pairs are partitioned by user: a user's count is a window over its
-        # own partition; the items that pass (far fewer than the pairs) are
-        # broadcast, so a pass shuffles only the partial item counts.
-        users = F.sum("_n").over(Window.partitionBy(USER))
-        items = pairs.groupBy(ITEM).agg(F.sum("_n").alias("_ni"))
-        items = items.where(F.col("_ni") >= min_item).select(ITEM)
-        kept = (
-            pairs.withColumn("_nu", users)
-            .where(F.col("_nu") >= min_user)
-            .drop("_nu")
-            .join(F.broadcast(items), ITEM, "left_semi")
-        )
-        pairs = _checkpoint(kept)
-        after = int(pairs.agg(F.sum("_n")).first()[0] or 0)
-        if after == n or after == 0:
-            return pairs, passes, after
-        n = after
 
 
 def _distribution(values: np.ndarray, counts: np.ndarray) -> dict[str, float]:
@@ -330,7 +207,7 @@ def compute_stats(pairs: Any) -> tuple[dict[str, Any], Any, Any]:
 
     per_user = pairs.groupBy(USER).agg(F.sum("_n").alias("_len"))
     # One row per item, read twice (the histogram, then the ranks): kept.
-    per_item = _checkpoint(pairs.groupBy(ITEM).agg(F.sum("_n").alias("_len")))
+    per_item = checkpoint(pairs.groupBy(ITEM).agg(F.sum("_n").alias("_len")))
     user_len, user_n = _histogram(per_user)
     item_len, item_n = _histogram(per_item)
     n_users, n_items = int(user_n.sum()), int(item_n.sum())
@@ -380,9 +257,9 @@ class ItemRanks:
         """Ranks the ``count`` distinct ``item_id`` values of ``items`` (one row each)."""
         from pyspark.sql import functions as F
 
-        parts = max(_partitions(items), -(-count // cls.IDS_PER_PARTITION))
+        parts = max(shuffle_partitions(items), -(-count // cls.IDS_PER_PARTITION))
         ordered = items.select(ITEM).repartitionByRange(parts, ITEM).sortWithinPartitions(ITEM)
-        ranked = _checkpoint(ordered.select(ITEM, F.monotonically_increasing_id().alias("_mono")))
+        ranked = checkpoint(ordered.select(ITEM, F.monotonically_increasing_id().alias("_mono")))
         part = F.shiftright("_mono", cls._MONO_PARTITION_SHIFT)
         rows = ranked.groupBy(part.alias("_part")).agg(F.count(F.lit(1)).alias("_n")).collect()
         sizes = {int(r["_part"]): int(r["_n"]) for r in rows}
@@ -490,7 +367,7 @@ def sequences_with_split(
             "valid_cutoff": float(valid_cutoff),
             "test_cutoff": float(test_cutoff),
         }
-    users = _checkpoint(users)
+    users = checkpoint(users)
     row = users.agg(
         F.count(F.lit(1)).alias("users"),
         F.sum(F.when(F.col(layout.TRAIN_LENGTH) > 0, 1).otherwise(0)).alias("train_users"),
