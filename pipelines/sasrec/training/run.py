@@ -37,7 +37,7 @@ from sasrec.data.windows import training_windows, window_owners
 from sasrec.models import SASRec
 from sasrec.models.compile_ahead import CompileAhead
 from sasrec.optimizers import FusedAdam
-from sasrec.runtime import configure_threads, keep_freed_memory
+from sasrec.runtime import configure_threads, keep_freed_memory, release_freed_memory
 from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
 from sasrec.training.distribution import (
     Distribution,
@@ -209,6 +209,8 @@ def _run_locked(
         # The compile under way at the end of fit finishes during the final
         # evaluation (up to one compile, 4-60 s) and is awaited before returning.
         callbacks.insert(0, ahead.callback(wait_at_end=False))
+    # What reading and sampling the data freed, before the steps and compiles allocate.
+    release_freed_memory()
     # The dataset shuffles and buckets by itself; Keras must not try to.
     try:
         with distribution.worker_faults(), shard_read_errors():
@@ -282,6 +284,8 @@ def _after_fit(
         progress=(lambda line: print(line, flush=True)) if train.verbose else None,
     )
     _say(train, format_evaluation(evaluation))
+    # The evaluation's freed memory, before publishing allocates its own.
+    release_freed_memory()
 
     files = version_files(
         prepared,
