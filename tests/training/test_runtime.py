@@ -92,3 +92,17 @@ def test_release_freed_memory_returns_a_freed_block_kept_mapped() -> None:
     assert out[0] == "True"
     # The freed 48 MB block left the resident set.
     assert 40 <= int(out[1]) <= 56
+
+
+def test_memory_release_runs_at_each_epoch_end_and_at_the_end_of_fit() -> None:
+    import keras
+    import numpy as np
+
+    from sasrec.training.memory_release import MemoryRelease
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    release = MemoryRelease()
+    x = np.ones((8, 3), np.float32)
+    model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0, callbacks=[release])
+    assert release.calls == 3
