@@ -7,6 +7,7 @@ the cores for one batch at a time, not W x cores threads fighting each other.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 _configured: tuple[int, int] | None = None
 
@@ -82,14 +83,8 @@ def keep_freed_memory() -> bool:
     """
     if os.environ.get("SASREC_KEEP_FREED_MEMORY", "1") == "0":
         return False
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
@@ -111,16 +106,23 @@ def release_freed_memory() -> bool:
     Returns:
         True if glibc returned memory (glibc only; a no-op elsewhere).
     """
-    import ctypes
     import sys
 
     arrow = sys.modules.get("pyarrow")
     if arrow is not None and hasattr(arrow, "default_memory_pool"):
         arrow.default_memory_pool().release_unused()
+    trim = _glibc("malloc_trim")
+    return False if trim is None else bool(trim(0))
+
+
+def _glibc(name: str) -> Any:
+    """glibc's function ``name`` through ctypes, or None (not Linux, or not glibc, e.g. musl)."""
+    import ctypes
+    import sys
+
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
-    return bool(trim(0))
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
