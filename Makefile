@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto proto-check bench clean setup loadgen native redis java
+.PHONY: demo test lint format proto proto-check bench clean setup loadgen native redis java kernel
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,17 +14,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) kernel
+
+## The compiled scoring kernel (the default "compiled" engine): g++ and pybind11 only,
+## no root; recompiles only when its source is newer; without g++ a notice, and
+## serving uses the numpy engine.
+kernel: $(STAMP)
+	bash sasrec/engines/kernel/build.sh $(BIN)/python
 
 ## Train on the embedded synthetic data, serve it over gRPC, query it, stop.
-demo: $(STAMP)
+demo: $(STAMP) kernel
 	$(BIN)/sasrec demo
 
 ## The test suite (slow end-to-end runs excluded; `make test PYTEST_ARGS="-m slow"` runs them).
 ## Builds the native front end and installs redis-server first, and requires each
 ## where it could be had (both need root for their Debian packages; without root
 ## the tests that need them skip with a notice).
-test: $(STAMP) native redis java
+test: $(STAMP) kernel native redis java
+	SASREC_REQUIRE_KERNEL=$$(command -v g++ >/dev/null && echo 1 || echo 0) \
 	SASREC_REQUIRE_NATIVE=$$(ls serving/sasrec/serving/_native_frontend*.so >/dev/null 2>&1 \
 	  && echo 1 || echo 0) \
 	SASREC_REQUIRE_REDIS=$$(command -v redis-server >/dev/null && echo 1 || echo 0) \

@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--busy-wait-ms", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
-    parser.add_argument("--engine", choices=["numpy", "tensorflow"], default="numpy")
+    parser.add_argument(
+        "--engine", choices=["auto", "compiled", "numpy", "tensorflow"], default="auto"
+    )
     parser.add_argument(
         "--frontend",
         choices=["python", "native"],

@@ -3,6 +3,8 @@
 - :mod:`~sasrec.engines.engine`: the :class:`Engine` interface and its :class:`TopK` result.
 - :mod:`~sasrec.engines.registry`: engines by name (``ENGINES``, ``create_engine``).
 - :mod:`~sasrec.engines.numpy_engine`: ``"numpy"``, on :mod:`~sasrec.engines.numpy_sasrec`.
+- :mod:`~sasrec.engines.compiled_engine`: ``"compiled"``, the same pass in the C++
+  kernel of ``kernel/scoring_kernel.cc`` (``auto``, the default, when it is built).
 - :mod:`~sasrec.engines.tensorflow_engine`: ``"tensorflow"``, on :mod:`~sasrec.engines.inference`
   (the compiled graph, also exported as a TF SavedModel).
 - :mod:`~sasrec.engines.length_groups`: short and long histories in separate encoder calls.

@@ -30,7 +30,8 @@ class AnnEngine:
     """Top-k from index candidates, rescored exactly (the ``ann`` retrieval).
 
     Args:
-        exact: The :class:`~sasrec.engines.numpy_engine.NumpyEngine` of the model
+        exact: The :class:`~sasrec.engines.numpy_engine.NumpyEngine` (or its
+            compiled subclass) of the model
             (its encoder, and its full scan for the rows that need it).
         index: An :class:`~sasrec.engines.ann_index.AnnIndex` of ``exact.item_table``.
 
@@ -50,6 +51,7 @@ class AnnEngine:
                 f"{exact.num_items} x {exact.item_table.shape[1]} item table"
             )
         self.exact = exact
+        self.name = exact.name  # numpy or compiled: the encoder this engine runs
         self.index = index
         self.num_items = exact.num_items
         self.max_len = exact.max_len

@@ -41,7 +41,7 @@ class Engine(Protocol):
     """Top-k next items of a trained SASRec, with the exclusions serving needs.
 
     Attributes:
-        name: The registry name (``"numpy"``, ``"tensorflow"``).
+        name: The registry name (``"compiled"``, ``"numpy"``, ``"tensorflow"``).
         num_items: N (item ids are 1..N; 0 is padding).
         max_len: The longest history window the model reads.
         item_table: float32 ``(N + 1, d)`` item embeddings, also the output

@@ -48,8 +48,9 @@ def check_retrieval_name(name: str) -> None:
 def resolve_retrieval(name: str, num_items: int, engine: str = "numpy") -> str:
     """``"exact"`` or ``"ann"`` for a catalogue of ``num_items`` items.
 
-    ``auto`` is ``ann`` from :data:`ANN_MIN_ITEMS` items on with the numpy
-    engine; the tensorflow engine (the exported graph) always scans.
+    ``auto`` is ``ann`` from :data:`ANN_MIN_ITEMS` items on with an engine
+    of :data:`~sasrec.engines.registry.NUMPY_ENGINES` (numpy, compiled,
+    auto); the tensorflow engine (the exported graph) always scans.
 
     Example:
         >>> resolve_retrieval("auto", 23_715), resolve_retrieval("auto", 1_000_000)
@@ -60,11 +61,15 @@ def resolve_retrieval(name: str, num_items: int, engine: str = "numpy") -> str:
     Raises:
         ValueError: an unknown name, or ``ann`` with the tensorflow engine.
     """
+    from sasrec.engines.registry import NUMPY_ENGINES
+
     check_retrieval_name(name)
-    if name == "ann" and engine != "numpy":
-        raise ValueError(f"retrieval 'ann' needs the numpy engine, received engine={engine!r}")
+    if name == "ann" and engine not in NUMPY_ENGINES:
+        raise ValueError(
+            f"retrieval 'ann' needs one of the engines {NUMPY_ENGINES}, received engine={engine!r}"
+        )
     if name == "auto":
-        return "ann" if engine == "numpy" and num_items >= ANN_MIN_ITEMS else "exact"
+        return "ann" if engine in NUMPY_ENGINES and num_items >= ANN_MIN_ITEMS else "exact"
     return name
 
 

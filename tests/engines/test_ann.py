@@ -187,7 +187,7 @@ def test_resolve_retrieval() -> None:
     assert resolve_retrieval("auto", 250_000) == "ann"
     assert resolve_retrieval("exact", 10**8) == "exact"
     assert resolve_retrieval("ann", 10) == "ann"
-    with pytest.raises(ValueError, match="numpy engine"):
+    with pytest.raises(ValueError, match="needs one of the engines"):
         resolve_retrieval("ann", 10, engine="tensorflow")
     with pytest.raises(ValueError, match="retrieval must be one of"):
         resolve_retrieval("hnsw", 10)

@@ -1,7 +1,8 @@
-"""The engine interface: both registered engines give the same answers through it.
+"""The engine interface: every registered engine gives the same answers through it.
 
 The reference is the Keras model itself (``score_last`` and
-``attention_weights``), so a shared mistake in both engines would still fail.
+``attention_weights``), so a shared mistake in the engines would still fail.
+The compiled engine takes part when its kernel is built (``make setup``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import pytest
 from keras import ops
 
 from sasrec.engines import length_groups
+from sasrec.engines.compiled_engine import unavailable_reason
 from sasrec.engines.engine import Engine, TopK
-from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES, create_engine
+from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES, create_engine, resolve_engine
 from sasrec.models import SASRec
 from sasrec.padding import pad_left
 
@@ -33,7 +35,9 @@ def model() -> SASRec:
 
 @pytest.fixture(scope="module")
 def engines(model: SASRec) -> dict[str, Engine]:
-    return {name: create_engine(name, model) for name in ENGINES}
+    """Each concrete engine (``auto`` is one of them), compiled only when built."""
+    names = ["numpy", "tensorflow"] + ([] if unavailable_reason(model) else ["compiled"])
+    return {name: create_engine(name, model) for name in names}
 
 
 def requests(rng: np.random.Generator, lengths: list[int]) -> dict:
@@ -82,7 +86,10 @@ def run(engine: Engine, batch: dict, k: int) -> TopK:
 
 
 def test_registry_builds_each_named_engine_and_refuses_others(engines: dict, model: SASRec) -> None:
-    assert ENGINES == ("numpy", "tensorflow") and DEFAULT_ENGINE == "numpy"
+    assert ENGINES == ("auto", "compiled", "numpy", "tensorflow") and DEFAULT_ENGINE == "auto"
+    auto = resolve_engine("auto", model)
+    assert auto == ("numpy" if unavailable_reason(model) else "compiled")
+    assert create_engine("auto", model).name == auto
     for name, engine in engines.items():
         assert isinstance(engine, Engine) and engine.name == name
         assert (engine.num_items, engine.max_len) == (NUM_ITEMS, MAX_LEN)
@@ -98,14 +105,15 @@ def test_engines_agree_with_each_other_and_the_keras_model(
     batch = requests(np.random.default_rng(k), [1, 3, MAX_LEN, 2, MAX_LEN + 4, 5, 4, 1])
     want_ids, want_scores = reference_top_k(model, batch, k)
     answers = {name: run(engine, batch, k) for name, engine in engines.items()}
-    numpy_top, graph_top = answers["numpy"], answers["tensorflow"]
-    assert numpy_top.ids.shape == graph_top.ids.shape == (8, min(k, NUM_ITEMS))
-    np.testing.assert_array_equal(numpy_top.ids, graph_top.ids)
+    graph_top = answers["tensorflow"]
     finite = np.isfinite(graph_top.scores)
-    np.testing.assert_array_equal(np.isfinite(numpy_top.scores), finite)
-    np.testing.assert_allclose(
-        numpy_top.scores[finite], graph_top.scores[finite], rtol=1e-4, atol=1e-5
-    )
+    for name, top in answers.items():
+        assert top.ids.shape == graph_top.ids.shape == (8, min(k, NUM_ITEMS)), name
+        np.testing.assert_array_equal(top.ids, graph_top.ids, err_msg=name)
+        np.testing.assert_array_equal(np.isfinite(top.scores), finite, err_msg=name)
+        np.testing.assert_allclose(
+            top.scores[finite], graph_top.scores[finite], rtol=1e-4, atol=1e-5, err_msg=name
+        )
     for row, (ids, scores) in enumerate(zip(want_ids, want_scores)):
         assert graph_top.ids[row, : len(ids)].tolist() == ids, row
         assert (graph_top.ids[row, len(ids) :] == 0).all()

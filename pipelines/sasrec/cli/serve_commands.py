@@ -96,17 +96,18 @@ def register(subparsers: Any) -> None:
         "--engine",
         choices=ENGINES,
         default=DEFAULT_ENGINE,
-        help="scoring engine (numpy: lowest latency; tensorflow: the exported graph)",
+        help="scoring engine (auto: compiled when its kernel is built, else numpy; compiled: "
+        "lowest latency, the numpy engine in C++; tensorflow: the exported graph)",
     )
     serve.add_argument(
         "--retrieval",
         choices=RETRIEVALS,
         default=DEFAULT_RETRIEVAL,
         help=f"exact: score every item; ann: index candidates (Faiss IVF) rescored exactly; "
-        f"auto: ann from {ANN_MIN_ITEMS:,} items on (numpy engine)",
+        f"auto: ann from {ANN_MIN_ITEMS:,} items on (not with the tensorflow engine)",
     )
     serve.add_argument(
-        "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engine)"
+        "--blas-threads", type=int, default=1, help="NumPy BLAS threads (numpy engines)"
     )
     serve.add_argument(
         "--keep-versions",

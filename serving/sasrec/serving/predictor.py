@@ -6,8 +6,8 @@ No gRPC here: the server, the micro-batcher and the in-process API all call
 composes one part per job:
 
 - :class:`~sasrec.serving.prepared_request.RequestEncoder`: validation and ids;
-- an :class:`~sasrec.engines.engine.Engine` (``"numpy"`` or ``"tensorflow"``,
-  :mod:`sasrec.engines.registry`): the model's top-k;
+- an :class:`~sasrec.engines.engine.Engine` (``"compiled"``, ``"numpy"`` or
+  ``"tensorflow"``, :mod:`sasrec.engines.registry`): the model's top-k;
 - :class:`~sasrec.serving.popularity_fallback.PopularityFallback`: answers
   without the model;
 - :class:`~sasrec.serving.explanations.AttentionExplainer`: ``explain``.
@@ -94,7 +94,8 @@ class Predictor:
         limits: Request caps.
         max_batch_size: Largest batch one model call scores.
         engine: An engine name of :data:`sasrec.engines.registry.ENGINES`
-            (``"numpy"``, the default, or ``"tensorflow"``), or a built
+            (``"auto"``, the default: ``"compiled"`` when its kernel is built,
+            else ``"numpy"``; or ``"tensorflow"``), or a built
             :class:`~sasrec.engines.engine.Engine` of this model.
         retrieval: ``"auto"`` (default), ``"exact"`` or ``"ann"``
             (:mod:`sasrec.engines.retrieval`): with ``ann`` an index of the

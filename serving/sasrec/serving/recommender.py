@@ -55,7 +55,8 @@ class Recommender:
             limits: Request caps (the server's defaults if None).
             max_batch_size: Largest batch one compiled call scores.
             warm_up: Run the compiled functions once per batch bucket now.
-            engine: ``"numpy"`` (default, fastest) or ``"tensorflow"``.
+            engine: ``"auto"`` (default: ``"compiled"`` when built, else
+                ``"numpy"``), ``"compiled"``, ``"numpy"`` or ``"tensorflow"``.
             retrieval: ``"auto"`` (default), ``"exact"`` or ``"ann"`` (see
                 :mod:`sasrec.engines.retrieval`).
         """

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from sasrec.artifact import is_version_dir, list_versions
+from sasrec.engines.registry import NUMPY_ENGINES
 from sasrec.serving.auth_interceptor import BearerTokenInterceptor
 from sasrec.serving.errors import ModelUnavailableError
 from sasrec.serving.event_loop import run_on_loop
@@ -169,7 +170,7 @@ class RecommenderServer:
         opts = self.options
         # Before any TF work: the batching thread gets the cores, TF no inter-op pool.
         configure_threads(opts.intra_op_threads or None, 1)
-        if opts.engine == "numpy":
+        if opts.engine in NUMPY_ENGINES:
             limit_blas_threads(opts.blas_threads)
             if opts.retrieval != "exact" and importlib.util.find_spec("faiss") is not None:
                 from sasrec.engines.ann_index import limit_faiss_threads

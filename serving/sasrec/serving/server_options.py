@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES
+from sasrec.engines.registry import DEFAULT_ENGINE, ENGINES, NUMPY_ENGINES
 from sasrec.engines.retrieval import DEFAULT_RETRIEVAL, RETRIEVALS
 from sasrec.serving.domain import Limits
 from sasrec.serving.event_store import (
@@ -90,18 +90,20 @@ class ServerOptions:
         auth_token: If set, calls need ``authorization: Bearer <token>``
             (health checks excepted; see :func:`resolve_auth_token`).
         intra_op_threads: TensorFlow threads per op (0: all usable cores).
-        engine: Scoring engine, ``"numpy"`` (fastest) or ``"tensorflow"``
-            (see :mod:`sasrec.engines.registry`).
+        engine: Scoring engine: ``"auto"`` (default: ``"compiled"`` when its
+            kernel is built, else ``"numpy"``), ``"compiled"`` (fastest),
+            ``"numpy"`` or ``"tensorflow"`` (see :mod:`sasrec.engines.registry`).
         retrieval: ``"auto"``, ``"exact"`` or ``"ann"``: the full scan or
             index candidates rescored exactly (:mod:`sasrec.engines.retrieval`;
-            ``auto`` is ``ann`` from 250,000 items on with the numpy engine).
+            ``auto`` is ``ann`` from 250,000 items on, except with the
+            tensorflow engine).
         keep_versions: Model versions served at once: the highest ones
             (:mod:`sasrec.serving.version_router`).
         canary_percent: Share of unpinned requests the ``canary`` version
             answers (0..100); the rest go to ``stable``.
         version_labels: ``LABEL=VERSION`` pins (``stable=3``) instead of the
             default labels (``canary`` newest, ``stable`` the one before).
-        blas_threads: NumPy BLAS threads of the numpy engine (one scoring
+        blas_threads: NumPy BLAS threads of the numpy engines (one scoring
             thread: 1 leaves the other cores to gRPC).
         reuse_port: Bind with ``SO_REUSEPORT`` so several server processes
             share the port (``sasrec serve --workers``); off by default so a
@@ -199,8 +201,8 @@ class ServerOptions:
                 "retrieval",
                 self.retrieval,
                 self.retrieval in RETRIEVALS
-                and not (self.retrieval == "ann" and self.engine != "numpy"),
-                "must be " + " or ".join(RETRIEVALS) + " ('ann' with the numpy engine only)",
+                and not (self.retrieval == "ann" and self.engine not in NUMPY_ENGINES),
+                "must be " + " or ".join(RETRIEVALS) + " ('ann' not with the tensorflow engine)",
             ),
             ("keep_versions", self.keep_versions, self.keep_versions >= 1, "must be >= 1"),
             (
