@@ -61,11 +61,18 @@ def main(argv: list[str] | None = None) -> int:
             [prepared[(i * size + j) % len(prepared)] for j in range(size)]
             for i in range(args.calls)
         ]
-        want = [first.top_k(batch).ids for batch in batches[:20]]
+        # Same answers (also warms): scores to float32 rounding, and the same
+        # ids except where two scores are that close (their order may swap).
+        want = [first.top_k(batch) for batch in batches[:20]]
         for name, predictor in predictors.items():
-            got = [predictor.top_k(batch).ids for batch in batches[:20]]  # also warms
-            for a, b in zip(want, got):
-                np.testing.assert_array_equal(a, b, err_msg=f"{name} differs at batch {size}")
+            for a, b in zip(want, (predictor.top_k(batch) for batch in batches[:20])):
+                np.testing.assert_allclose(b.scores, a.scores, rtol=1e-4, atol=1e-5, err_msg=name)
+                swapped = a.ids != b.ids
+                gaps = np.abs(np.diff(a.scores, axis=1))
+                close = np.zeros_like(swapped)
+                close[:, 1:] |= gaps < 1e-4
+                close[:, :-1] |= gaps < 1e-4
+                assert not (swapped & ~close).any(), f"{name} differs at batch {size}"
         cpu: dict[str, list[float]] = {name: [] for name in predictors}
         wall: dict[str, list[float]] = {name: [] for name in predictors}
         for round_index in range(args.rounds):

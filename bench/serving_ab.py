@@ -75,12 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20000, help="most requests per phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="longest phase")
     parser.add_argument("--json", type=Path, help="also write every phase's result here")
+    parser.add_argument(
+        "--before-engine", default="numpy", help="--engine of the other tree's server (numpy)"
+    )
+    parser.add_argument(
+        "--after-engine", default="auto", help="--engine of this tree's server (auto)"
+    )
     args = parser.parse_args(argv)
     if not bench_serving.NATIVE.exists():
         raise SystemExit(f"{bench_serving.NATIVE} not built: run `make loadgen`")
     # ServerProcess's settings (those of bench_serving.py's defaults).
     args.workers, args.channels, args.max_batch_size = 1, 2, 32
-    args.max_wait_ms, args.busy_wait_ms, args.engine = 0.0, 2.0, "numpy"
+    args.max_wait_ms, args.busy_wait_ms = 0.0, 2.0
 
     _, histories = bench_serving.load_histories(2000, seed=0)
     rows: list[dict] = []
@@ -92,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         before_env = {**os.environ, "PYTHONPATH": str(view)}
         for frontend in list(args.frontend):
             args.frontend = frontend  # read by ServerProcess
-            servers = {
-                "before": bench_serving.ServerProcess(args.model, args, env=before_env),
-                "after": bench_serving.ServerProcess(args.model, args),
-            }
+            args.engine = args.before_engine  # read by ServerProcess
+            servers = {"before": bench_serving.ServerProcess(args.model, args, env=before_env)}
+            args.engine = args.after_engine
+            servers["after"] = bench_serving.ServerProcess(args.model, args)
             try:
                 for round_index in range(args.rounds):
                     order = ("before", "after") if round_index % 2 == 0 else ("after", "before")

@@ -29,9 +29,10 @@ fi
 "$PY" -c "import pybind11" 2>/dev/null || "$PY" -m pip install --quiet "pybind11>=2.12"
 # Plain -O3 for the x86-64 baseline (never -march=native: the library may run on
 # another machine); the hot loops carry target_clones, so AVX2+FMA and AVX-512
-# copies are also built and picked at load time.
+# copies are also built and picked at load time (-Wno-psabi: those copies pass
+# 64-byte vectors only between functions of one instruction set).
 # shellcheck disable=SC2046  # pybind11's output is meant to be word-split
-if "$CXX" -O3 -std=c++17 -shared -fPIC -fvisibility=hidden \
+if "$CXX" -O3 -std=c++17 -shared -fPIC -fvisibility=hidden -Wno-psabi \
   $("$PY" -m pybind11 --includes) -o "$LIB.tmp" "$SRC"; then
   mv -f "$LIB.tmp" "$LIB"
   echo "build.sh: built $LIB" >&2

@@ -44,6 +44,8 @@ constexpr int kTile = 128;
 constexpr int kScanMaxK = 64;
 // Score buffers up to this many floats (64 MiB) are kept for the next call.
 constexpr std::size_t kKeptScoreFloats = std::size_t{16} << 20;
+// Floats of slack after each dense layer's arrays (one vector).
+constexpr int kSlack = 16;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct Dense {
@@ -83,6 +85,9 @@ Dense dense(const py::dict& block, const char* name, int in, int out) {
   layer.out = out;
   layer.kernel = floats(pair[0], name, in, out);
   layer.bias = floats(pair[1], name, out, -1);
+  // Slack for dense_chunk's whole-vector loads past the last column.
+  layer.kernel.resize(layer.kernel.size() + kSlack, 0.0f);
+  if (!layer.bias.empty()) layer.bias.resize(layer.bias.size() + kSlack, 0.0f);
   return layer;
 }
 
@@ -95,78 +100,198 @@ Norm norm(const py::handle& value, const char* what, int d) {
   return n;
 }
 
-// y[r] = x[r] @ w (+ b) for `rows` rows; w is (in, ldw) row-major, of which
-// columns [0, out) are used (callers offset w for a column slice).
-SASREC_CLONES
-void dense_rows(const float* x, int rows, int ldx, int in, const float* w, int ldw,
-                const float* b, int out, float* y, int ldy) {
-  for (int r = 0; r < rows; ++r) {
-    float* yr = y + static_cast<std::ptrdiff_t>(r) * ldy;
-    if (b != nullptr) {
-      std::memcpy(yr, b, sizeof(float) * out);
-    } else {
-      std::fill(yr, yr + out, 0.0f);
-    }
-    const float* xr = x + static_cast<std::ptrdiff_t>(r) * ldx;
-    for (int c = 0; c < in; ++c) {
-      const float xv = xr[c];
-      const float* wc = w + static_cast<std::ptrdiff_t>(c) * ldw;
-      for (int j = 0; j < out; ++j) yr[j] += xv * wc[j];
-    }
-  }
-}
-
 // Sixteen floats: GCC lowers it to one zmm, two ymm or four xmm registers,
 // whichever the clone's instruction set has.
 typedef float Lanes __attribute__((vector_size(64), aligned(4)));
 constexpr int kLanes = 16;
 static_assert(kTile % kLanes == 0, "a tile is whole vectors");
 
-// S[b, t * kTile + j] = H[b] . table[t * kTile + j] over every tile. The
-// tile's accumulators are explicit vectors so that they stay in registers.
+inline __attribute__((always_inline)) Lanes load(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// The first n (< kLanes) floats of p, zeros after.
+inline __attribute__((always_inline)) Lanes load_head(const float* p, int n) {
+  Lanes v = {};
+  std::memcpy(&v, p, sizeof(float) * n);
+  return v;
+}
+
+inline __attribute__((always_inline)) float lane_sum(const Lanes& v) {
+  float sum = 0.0f;
+  for (int l = 0; l < kLanes; ++l) sum += v[l];
+  return sum;
+}
+
+// y[r, j0 .. j0 + V * kLanes) of a dense layer, in V register accumulators.
+// Weight and bias loads may read up to kLanes - 1 floats past column `out`
+// (the arrays carry that slack); those lanes are never stored.
+template <int V>
+inline __attribute__((always_inline)) void dense_chunk(const float* xr, int in, const float* w,
+                                                       int ldw, const float* b, int out, int j0,
+                                                       float* yr) {
+  Lanes acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = b != nullptr ? load(b + j0 + v * kLanes) : Lanes{};
+  for (int c = 0; c < in; ++c) {
+    const float xv = xr[c];
+    const float* wc = w + static_cast<std::ptrdiff_t>(c) * ldw + j0;
+    for (int v = 0; v < V; ++v) acc[v] += xv * load(wc + v * kLanes);
+  }
+  for (int v = 0; v < V; ++v) {
+    const int j = j0 + v * kLanes;
+    const int n = std::min(kLanes, out - j);
+    if (n > 0) std::memcpy(yr + j, &acc[v], sizeof(float) * n);
+  }
+}
+
+// y[r] = x[r] @ w (+ b) for `rows` rows; w is (in, ldw) row-major, of which
+// columns [0, out) are used (callers offset w for a column slice).
 SASREC_CLONES
-void score_tiles(const float* hidden, int batch, int d, const float* tiles, int num_tiles,
-                 float* scores, std::ptrdiff_t ld_scores) {
-  constexpr int kVectors = kTile / kLanes;
+void dense_rows(const float* x, int rows, int ldx, int in, const float* w, int ldw,
+                const float* b, int out, float* y, int ldy) {
+  constexpr int kWide = 4;  // 64 columns per pass over the inputs
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<std::ptrdiff_t>(r) * ldx;
+    float* yr = y + static_cast<std::ptrdiff_t>(r) * ldy;
+    int j0 = 0;
+    for (; j0 + kWide * kLanes <= out; j0 += kWide * kLanes) {
+      dense_chunk<kWide>(xr, in, w, ldw, b, out, j0, yr);
+    }
+    for (; j0 < out; j0 += kLanes) dense_chunk<1>(xr, in, w, ldw, b, out, j0, yr);
+  }
+}
+
+// a . b over n floats, in vector partial sums.
+SASREC_CLONES
+float dot(const float* a, const float* b, int n) {
+  Lanes acc = {};
+  int c = 0;
+  for (; c + kLanes <= n; c += kLanes) acc += load(a + c) * load(b + c);
+  if (c < n) acc += load_head(a + c, n - c) * load_head(b + c, n - c);
+  return lane_sum(acc);
+}
+
+// S[b, t * kTile + j] = H[b] . table[t * kTile + j] for rows b0..b0+R, over
+// the tile's columns in chunks of V vectors: R x V accumulators stay in
+// registers and each loaded table vector serves R rows.
+template <int R, int V>
+inline __attribute__((always_inline)) void score_chunk(const float* hidden, int b0, int d,
+                                                       const float* tile, float* scores,
+                                                       std::ptrdiff_t ld_scores, int column) {
+  Lanes acc[R][V] = {};
+  for (int c = 0; c < d; ++c) {
+    const float* row = tile + static_cast<std::ptrdiff_t>(c) * kTile;
+    for (int v = 0; v < V; ++v) {
+      Lanes w;
+      std::memcpy(&w, row + v * kLanes, sizeof(w));
+      for (int r = 0; r < R; ++r) acc[r][v] += hidden[static_cast<std::ptrdiff_t>(b0 + r) * d + c] * w;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float* out = scores + (b0 + r) * ld_scores + column;
+    for (int v = 0; v < V; ++v) std::memcpy(out + v * kLanes, &acc[r][v], sizeof(Lanes));
+  }
+}
+
+// Every tile against every row: R rows at a time, then one at a time.
+template <int R, int V>
+inline __attribute__((always_inline)) void score_all(const float* hidden, int batch, int d,
+                                                     const float* tiles, int num_tiles,
+                                                     float* scores, std::ptrdiff_t ld_scores) {
+  static_assert(kTile % (V * kLanes) == 0, "a tile is whole chunks");
   for (int t = 0; t < num_tiles; ++t) {
     const float* tile = tiles + static_cast<std::ptrdiff_t>(t) * d * kTile;
-    for (int b = 0; b < batch; ++b) {
-      Lanes acc[kVectors] = {};
-      const float* h = hidden + static_cast<std::ptrdiff_t>(b) * d;
-      for (int c = 0; c < d; ++c) {
-        const float hv = h[c];
-        const float* row = tile + static_cast<std::ptrdiff_t>(c) * kTile;
-        for (int v = 0; v < kVectors; ++v) {
-          Lanes w;
-          std::memcpy(&w, row + v * kLanes, sizeof(w));
-          acc[v] += hv * w;
-        }
-      }
-      float* out = scores + b * ld_scores + static_cast<std::ptrdiff_t>(t) * kTile;
-      for (int v = 0; v < kVectors; ++v) std::memcpy(out + v * kLanes, &acc[v], sizeof(Lanes));
+    for (int column = 0; column < kTile; column += V * kLanes) {
+      const std::ptrdiff_t at = static_cast<std::ptrdiff_t>(t) * kTile + column;
+      int b = 0;
+      for (; b + R <= batch; b += R) score_chunk<R, V>(hidden, b, d, tile + column, scores, ld_scores, at);
+      for (; b < batch; ++b) score_chunk<1, V>(hidden, b, d, tile + column, scores, ld_scores, at);
     }
   }
 }
 
-// LayerNorm of each row in place, as sasrec.engines.numpy_sasrec._layer_norm.
-void layer_norm(float* x, int rows, int d, const Norm& n) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SASREC_NO_CLONES)
+// Explicit copies per instruction set, each with the register blocking its
+// register file holds (AVX-512: 32 zmm; AVX2: 16 ymm), picked once by CPUID.
+__attribute__((target("arch=x86-64-v4"))) void score_tiles_v4(const float* h, int batch, int d,
+                                                              const float* tiles, int num_tiles,
+                                                              float* s, std::ptrdiff_t ld) {
+  score_all<4, 4>(h, batch, d, tiles, num_tiles, s, ld);  // 16 zmm accumulators
+}
+__attribute__((target("arch=x86-64-v3"))) void score_tiles_v3(const float* h, int batch, int d,
+                                                              const float* tiles, int num_tiles,
+                                                              float* s, std::ptrdiff_t ld) {
+  score_all<2, 2>(h, batch, d, tiles, num_tiles, s, ld);  // 8 ymm accumulators
+}
+#endif
+void score_tiles_baseline(const float* h, int batch, int d, const float* tiles, int num_tiles,
+                          float* s, std::ptrdiff_t ld) {
+  score_all<1, 2>(h, batch, d, tiles, num_tiles, s, ld);  // 8 xmm accumulators
+}
+
+using ScoreTiles = void (*)(const float*, int, int, const float*, int, float*, std::ptrdiff_t);
+
+ScoreTiles pick_score_tiles() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SASREC_NO_CLONES)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return score_tiles_v4;
+  if (__builtin_cpu_supports("x86-64-v3")) return score_tiles_v3;
+#endif
+  return score_tiles_baseline;
+}
+
+const ScoreTiles score_tiles = pick_score_tiles();
+
+// The largest of values[0..n) (-inf for none; NaN never wins). Explicit
+// vectors: without -ffast-math GCC keeps a float max reduction scalar.
+SASREC_CLONES
+float max_of(const float* values, int n) {
+  float best = kNegInf;
+  int j = 0;
+  if (n >= kLanes) {
+    Lanes most;
+    std::memcpy(&most, values, sizeof(Lanes));
+    for (j = kLanes; j + kLanes <= n; j += kLanes) {
+      Lanes v;
+      std::memcpy(&v, values + j, sizeof(Lanes));
+      most = v > most ? v : most;
+    }
+    for (int l = 0; l < kLanes; ++l) best = most[l] > best ? most[l] : best;
+  }
+  for (; j < n; ++j) best = values[j] > best ? values[j] : best;
+  return best;
+}
+
+// LayerNorm of each row in place, as sasrec.engines.numpy_sasrec._layer_norm
+// (sums in vector partial sums).
+SASREC_CLONES
+void layer_norm_rows(float* x, int rows, int d, const float* gamma, const float* beta,
+                     float epsilon) {
   const float inv = 1.0f / static_cast<float>(d);
   for (int r = 0; r < rows; ++r) {
     float* xr = x + static_cast<std::ptrdiff_t>(r) * d;
-    float sum = 0.0f;
-    for (int c = 0; c < d; ++c) sum += xr[c];
+    Lanes acc = {};
+    int c = 0;
+    for (; c + kLanes <= d; c += kLanes) acc += load(xr + c);
+    float sum = lane_sum(acc);
+    for (; c < d; ++c) sum += xr[c];
     const float mean = sum * inv;
-    float var = 0.0f;
-    for (int c = 0; c < d; ++c) {
-      xr[c] -= mean;
-      var += xr[c] * xr[c];
-    }
-    const float denom = std::sqrt(var * inv + n.epsilon);
-    for (int c = 0; c < d; ++c) xr[c] /= denom;
-    if (!n.gamma.empty()) {
-      for (int c = 0; c < d; ++c) xr[c] = xr[c] * n.gamma[c] + n.beta[c];
+    for (c = 0; c < d; ++c) xr[c] -= mean;
+    const float var = dot(xr, xr, d);
+    const float denom = std::sqrt(var * inv + epsilon);
+    for (c = 0; c < d; ++c) xr[c] /= denom;
+    if (gamma != nullptr) {
+      for (c = 0; c < d; ++c) xr[c] = xr[c] * gamma[c] + beta[c];
     }
   }
+}
+
+void layer_norm(float* x, int rows, int d, const Norm& n) {
+  const bool affine = !n.gamma.empty();
+  layer_norm_rows(x, rows, d, affine ? n.gamma.data() : nullptr, affine ? n.beta.data() : nullptr,
+                  n.epsilon);
 }
 
 struct RowInput {
@@ -189,15 +314,23 @@ class Kernel {
     }
     head_dim_ = d_ / heads_;
     const int columns = num_items_ + 1;
-    std::vector<float> table = floats(settings["table"], "item table", columns, d_);
+    // The (N + 1, d) table is the NumPy engine's array, referenced (not copied):
+    // embedding rows are gathered from it, one cache line run per item.
+    table_ = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(settings["table"]);
+    if (!table_ || table_.ndim() != 2 || table_.shape(0) != columns || table_.shape(1) != d_) {
+      throw std::invalid_argument("item table: expected a float32 array of shape (" +
+                                  std::to_string(columns) + ", " + std::to_string(d_) + ")");
+    }
+    const float* table = table_.data();
     num_tiles_ = (columns + kTile - 1) / kTile;
     // Tiled copy of the (N + 1, d) table: tile t holds (d, kTile) contiguous, so
-    // a tile is one stream for the scoring loop; also where rows are gathered from.
+    // a tile is one stream for the scoring loop.
     tiles_.assign(static_cast<std::size_t>(num_tiles_) * d_ * kTile, 0.0f);
     for (int i = 0; i < columns; ++i) {
       float* tile = tiles_.data() + static_cast<std::ptrdiff_t>(i / kTile) * d_ * kTile;
       for (int c = 0; c < d_; ++c) tile[c * kTile + i % kTile] = table[static_cast<std::size_t>(i) * d_ + c];
     }
+    table_rows_ = table_.data();
     positions_ = floats(settings["positions"], "position embeddings", max_len_, d_);
     final_norm_ = norm(settings["final_norm"], "final_norm", d_);
     for (const py::handle& value : blocks) {
@@ -297,10 +430,16 @@ class Kernel {
       std::vector<std::int64_t>& row = (*rows)[r];
       const py::ssize_t size = array.size();
       if (size == 0) continue;
-      auto ids = py::array_t<std::int64_t, py::array::forcecast>::ensure(array);
-      const std::int64_t* data = ids.data();
       const py::ssize_t keep = std::min<py::ssize_t>(size, max_len_);
-      row.assign(data + size - keep, data + size);
+      if (array.dtype().is(py::dtype::of<std::int32_t>()) && (array.flags() & py::array::c_style)) {
+        // The predictor's rows: read in place, no converted copy.
+        const auto* data = static_cast<const std::int32_t*>(array.data());
+        row.assign(data + size - keep, data + size);
+      } else {
+        auto ids = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(array);
+        const std::int64_t* data = ids.data();
+        row.assign(data + size - keep, data + size);
+      }
       width = std::max(width, static_cast<int>(keep));
     }
     return width;
@@ -358,11 +497,8 @@ class Kernel {
 
   bool in_range(std::int64_t id) const { return id > 0 && id <= num_items_; }
 
-  // Gathers item `id`'s embedding from the tiled table.
-  void item_row(std::int64_t id, float* out) const {
-    const float* tile = tiles_.data() + (id / kTile) * d_ * kTile + id % kTile;
-    for (int c = 0; c < d_; ++c) out[c] = tile[c * kTile];
-  }
+  // Item `id`'s embedding row.
+  const float* item_row(std::int64_t id) const { return table_rows_ + id * d_; }
 
   void encode_rows(const std::vector<std::vector<std::int64_t>>& rows, int width, float* hidden,
                    float* attention) const {
@@ -410,9 +546,9 @@ class Kernel {
     for (int i = 0; i < length; ++i) {
       if (!in_range(ids[i])) continue;
       float* xr = s->x.data() + static_cast<std::ptrdiff_t>(n) * d_;
-      item_row(ids[i], xr);
+      const float* e = item_row(ids[i]);
       const float* p = positions_.data() + static_cast<std::ptrdiff_t>(max_len_ - length + i) * d_;
-      for (int c = 0; c < d_; ++c) xr[c] = xr[c] * scale_ + p[c];
+      for (int c = 0; c < d_; ++c) xr[c] = e[c] * scale_ + p[c];
       s->columns[n++] = i;
     }
     const int last = static_cast<int>(blocks_.size()) - 1;
@@ -465,10 +601,9 @@ class Kernel {
         float top = kNegInf;
         for (int ki = first_key; ki <= qi; ++ki) {
           const float* key = qkv + static_cast<std::ptrdiff_t>(ki) * 3 * d + d + h * hd;
-          float dot = 0.0f;
-          for (int c = 0; c < hd; ++c) dot += q[h * hd + c] * key[c];
-          w[ki] = dot;
-          top = std::max(top, dot);
+          const float score = dot(q + h * hd, key, hd);
+          w[ki] = score;
+          top = std::max(top, score);
         }
         float sum = 0.0f;
         for (int ki = first_key; ki <= qi; ++ki) {
@@ -559,11 +694,12 @@ class Kernel {
     if (k <= kScanMaxK) {
       int count = 0;
       float threshold = kNegInf;  // the k-th best so far (-inf until k are held)
-      for (int base = 1; base < columns; base += 16) {
-        const int end = std::min(columns, base + 16);
-        float block_max = kNegInf;
-        for (int j = base; j < end; ++j) block_max = std::max(block_max, row[j]);
-        if (!(block_max > threshold)) continue;
+      // Blocks whose maximum cannot enter the top-k are skipped whole: once
+      // k are held, almost every block.
+      constexpr int kBlock = 64;
+      for (int base = 1; base < columns; base += kBlock) {
+        const int end = std::min(columns, base + kBlock);
+        if (!(max_of(row + base, end - base) > threshold)) continue;
         for (int j = base; j < end; ++j) {
           const float v = row[j];
           if (!(v > threshold)) continue;
@@ -601,6 +737,8 @@ class Kernel {
   bool norm_first_ = true;
   float scale_ = 1.0f;
   std::vector<float> tiles_, positions_;
+  py::array_t<float> table_;            // keeps the NumPy table alive
+  const float* table_rows_ = nullptr;   // its data, read without the GIL
   std::vector<Block> blocks_;
   Norm final_norm_;
 };
