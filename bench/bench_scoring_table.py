@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     from sasrec.serving.domain import RecommendationRequest
     from sasrec.serving.predictor import Predictor
 
-    copied = Predictor.load(args.model)
+    copied = Predictor.load(args.model, engine="numpy")
     cap = numpy_sasrec._SCORING_COPY_MAX_BYTES
     numpy_sasrec._SCORING_COPY_MAX_BYTES = 0  # the next load scores through the view
-    viewed = Predictor.load(args.model)
+    viewed = Predictor.load(args.model, engine="numpy")
     numpy_sasrec._SCORING_COPY_MAX_BYTES = cap
     _, histories = bench_serving.load_histories(2000, seed=0)
     prepared = [copied.prepare(RecommendationRequest(history=tuple(h), k=10)) for h in histories]

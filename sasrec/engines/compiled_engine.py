@@ -13,7 +13,10 @@ NumPy engine's: same ids, scores equal to float32 rounding
 
 The kernel runs the paper's ``relu`` feed-forward; a model with another
 activation is refused (:func:`unavailable_reason`), and ``auto`` then
-serves it with the numpy engine.
+serves it with the numpy engine. One difference no request of the server
+shows (its histories hold known ids only): a history whose last id is
+padding gets a zero state in both engines, but an all-zero attention row
+here.
 """
 
 from __future__ import annotations
