@@ -206,3 +206,23 @@ def test_auto_serves_with_numpy_when_the_kernel_cannot_run_the_model() -> None:
     assert resolve_engine("auto", model) == "numpy"
     with pytest.raises(ValueError, match="engine 'compiled' unavailable: .*relu"):
         CompiledEngine(model)
+
+
+def test_the_predictor_serves_with_the_compiled_engine_by_default() -> None:
+    from sasrec.serving.domain import RecommendationRequest
+    from sasrec.serving.predictor import Predictor
+    from sasrec.vocabulary import ItemVocabulary
+
+    model = trained_like(CONFIGS["post-ln"], seed=9)
+    vocabulary = ItemVocabulary([f"i{i}" for i in range(1, 151)])
+    default = Predictor(model, vocabulary, {"max_len": 9})
+    forced = Predictor(model, vocabulary, {"max_len": 9}, engine="numpy")
+    assert (default.engine, forced.engine) == ("compiled", "numpy")
+    request = RecommendationRequest(history=("i3", "i40", "i7"), k=6, explain=True)
+    ours, theirs = default.recommend([request])[0], forced.recommend([request])[0]
+    assert ours.item_ids == theirs.item_ids and len(ours.items) == 6
+    for a, b in zip(ours.items, theirs.items):
+        assert a.score == pytest.approx(b.score, rel=1e-4, abs=1e-5)
+    assert ours.explanation and len(ours.explanation) == len(theirs.explanation)
+    for a, b in zip(ours.explanation, theirs.explanation):
+        assert a.item_id == b.item_id and a.weight == pytest.approx(b.weight, abs=1e-5)

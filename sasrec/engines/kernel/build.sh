@@ -14,16 +14,16 @@ PY="${1:-$REPO/.venv/bin/python}"
 CXX="${CXX:-g++}"
 SRC="$HERE/scoring_kernel.cc"
 
-if ! command -v "$CXX" >/dev/null 2>&1; then
-  echo "build.sh: $CXX not found: the compiled scoring kernel is NOT built;" \
-    "serving uses the numpy engine (install g++ and rerun make setup)" >&2
-  exit 0
-fi
 SUFFIX="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 LIB="$REPO/sasrec/engines/_scoring_kernel$SUFFIX"
 
 if [ -f "$LIB" ] && [ ! "$SRC" -nt "$LIB" ] && [ ! "${BASH_SOURCE[0]}" -nt "$LIB" ]; then
   echo "build.sh: $LIB is up to date" >&2
+  exit 0
+fi
+if ! command -v "$CXX" >/dev/null 2>&1; then
+  echo "build.sh: $CXX not found: the compiled scoring kernel is NOT built;" \
+    "serving uses the numpy engine (install g++ and rerun make setup)" >&2
   exit 0
 fi
 "$PY" -c "import pybind11" 2>/dev/null || "$PY" -m pip install --quiet "pybind11>=2.12"
