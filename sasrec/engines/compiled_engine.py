@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sasrec.engines import numpy_sasrec
 from sasrec.engines.engine import TopK
 from sasrec.engines.numpy_engine import NumpyEngine
 from sasrec.padding import pad_left
@@ -94,8 +95,11 @@ class CompiledEngine(NumpyEngine):
             raise ValueError(f"engine 'compiled' unavailable: {reason}")
         super().__init__(model)
         fast = self.numpy_model
-        # The kernel scores from its own tiled table: the NumPy engine's
-        # row-major scoring copy would only cost memory here.
+        # The kernel scores from its own tiled copy of the table (made by its
+        # first top_k, and under the same size cap as the NumPy engine's
+        # scoring copy; past it, from the table itself), so the NumPy
+        # engine's copy would only cost memory here.
+        tile_table = fast.table.nbytes <= numpy_sasrec._SCORING_COPY_MAX_BYTES
         fast._scoring_table = fast.table.T
         settings = {
             "num_items": fast.num_items,
@@ -106,6 +110,7 @@ class CompiledEngine(NumpyEngine):
             "norm_first": fast.norm_first,
             "scale": float(fast.scale),
             "table": fast.table,
+            "tile_table": tile_table,
             "positions": fast.positions,
             "final_norm": fast.final_norm,
         }

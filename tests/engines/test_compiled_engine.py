@@ -226,3 +226,16 @@ def test_the_predictor_serves_with_the_compiled_engine_by_default() -> None:
     assert ours.explanation and len(ours.explanation) == len(theirs.explanation)
     for a, b in zip(ours.explanation, theirs.explanation):
         assert a.item_id == b.item_id and a.weight == pytest.approx(b.weight, abs=1e-5)
+
+
+def test_a_table_past_the_copy_cap_is_scored_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sasrec.engines import numpy_sasrec
+
+    options = CONFIGS["pre-ln-2-blocks-2-heads"]
+    model = trained_like(options, seed=10)
+    tiled = CompiledEngine(model)
+    monkeypatch.setattr(numpy_sasrec, "_SCORING_COPY_MAX_BYTES", 0)
+    in_place = CompiledEngine(model)
+    batch = batch_of(np.random.default_rng(11), options["num_items"], options["max_len"])
+    for k in (5, 70):
+        assert_same_top(top(in_place, batch, k), top(tiled, batch, k), f"k={k}")

@@ -264,6 +264,18 @@ float max_of(const float* values, int n) {
   return best;
 }
 
+// S[b, i] = H[b] . table[i] straight from the row-major (N + 1, d) table: the
+// path of tables too large for a second, tiled copy (one dot product per
+// item and row, slower than the tiles).
+void score_table_rows(const float* hidden, int batch, int d, const float* table, int columns,
+                      float* scores, std::ptrdiff_t ld_scores) {
+  for (int b = 0; b < batch; ++b) {
+    const float* h = hidden + static_cast<std::ptrdiff_t>(b) * d;
+    float* out = scores + b * ld_scores;
+    for (int i = 0; i < columns; ++i) out[i] = dot(h, table + static_cast<std::ptrdiff_t>(i) * d, d);
+  }
+}
+
 // LayerNorm of each row in place, as sasrec.engines.numpy_sasrec._layer_norm
 // (sums in vector partial sums).
 SASREC_CLONES
@@ -321,16 +333,9 @@ class Kernel {
       throw std::invalid_argument("item table: expected a float32 array of shape (" +
                                   std::to_string(columns) + ", " + std::to_string(d_) + ")");
     }
-    const float* table = table_.data();
-    num_tiles_ = (columns + kTile - 1) / kTile;
-    // Tiled copy of the (N + 1, d) table: tile t holds (d, kTile) contiguous, so
-    // a tile is one stream for the scoring loop.
-    tiles_.assign(static_cast<std::size_t>(num_tiles_) * d_ * kTile, 0.0f);
-    for (int i = 0; i < columns; ++i) {
-      float* tile = tiles_.data() + static_cast<std::ptrdiff_t>(i / kTile) * d_ * kTile;
-      for (int c = 0; c < d_; ++c) tile[c * kTile + i % kTile] = table[static_cast<std::size_t>(i) * d_ + c];
-    }
     table_rows_ = table_.data();
+    num_tiles_ = (columns + kTile - 1) / kTile;
+    tile_table_ = settings["tile_table"].cast<bool>();
     positions_ = floats(settings["positions"], "position embeddings", max_len_, d_);
     final_norm_ = norm(settings["final_norm"], "final_norm", d_);
     for (const py::handle& value : blocks) {
@@ -365,6 +370,10 @@ class Kernel {
     std::int32_t* ids_out = ids.mutable_data();
     float* scores_out = scores.mutable_data();
     float* attention_out = attention.mutable_data();
+    // Built here, under the GIL, by the first call (serialised; the scoring
+    // below only reads it): an engine whose top_k never runs (the ann
+    // retrieval reads encode only) never pays the memory.
+    if (tile_table_ && tiles_.empty()) build_tiles();
     {
       py::gil_scoped_release release;
       std::vector<float> hidden(static_cast<std::size_t>(batch) * d_);
@@ -375,7 +384,11 @@ class Kernel {
       thread_local std::vector<float> kept;
       thread_local std::vector<std::pair<float, std::int32_t>> pool;
       if (all_scores.size() < static_cast<std::size_t>(batch) * ld) all_scores.resize(batch * ld);
-      score_tiles(hidden.data(), batch, d_, tiles_.data(), num_tiles_, all_scores.data(), ld);
+      if (tile_table_) {
+        score_tiles(hidden.data(), batch, d_, tiles_.data(), num_tiles_, all_scores.data(), ld);
+      } else {
+        score_table_rows(hidden.data(), batch, d_, table_rows_, num_items_ + 1, all_scores.data(), ld);
+      }
       for (int r = 0; r < batch; ++r) {
         float* row = all_scores.data() + r * ld;
         mask_row(row, rows[r], excluded[r] != 0, denied[r], has_allow[r] != 0, allowed[r], &kept);
@@ -404,6 +417,19 @@ class Kernel {
   }
 
  private:
+  // Tiled copy of the (N + 1, d) table: tile t holds (d, kTile) contiguous, so
+  // a tile is one stream for the scoring loop; padding columns are zeros.
+  void build_tiles() {
+    const int columns = num_items_ + 1;
+    std::vector<float> tiles(static_cast<std::size_t>(num_tiles_) * d_ * kTile, 0.0f);
+    for (int i = 0; i < columns; ++i) {
+      float* tile = tiles.data() + static_cast<std::ptrdiff_t>(i / kTile) * d_ * kTile;
+      const float* row = table_rows_ + static_cast<std::ptrdiff_t>(i) * d_;
+      for (int c = 0; c < d_; ++c) tile[c * kTile + i % kTile] = row[c];
+    }
+    tiles_.swap(tiles);
+  }
+
   // Reads a sequence of 1-D integer arrays; keeps each row's last max_len ids.
   // Returns the attention width: the longest kept row, at least 1.
   int read_histories(const py::object& histories, std::vector<std::vector<std::int64_t>>* rows) const {
@@ -735,6 +761,7 @@ class Kernel {
 
   int num_items_ = 0, max_len_ = 0, d_ = 0, heads_ = 1, head_dim_ = 0, window_ = 0, num_tiles_ = 0;
   bool norm_first_ = true;
+  bool tile_table_ = true;  // false: score from the (N + 1, d) table itself (no copy)
   float scale_ = 1.0f;
   std::vector<float> tiles_, positions_;
   py::array_t<float> table_;            // keeps the NumPy table alive
