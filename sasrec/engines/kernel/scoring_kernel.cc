@@ -306,11 +306,6 @@ void layer_norm(float* x, int rows, int d, const Norm& n) {
                   n.epsilon);
 }
 
-struct RowInput {
-  const std::int64_t* ids;  // the row's last `length` ids
-  int length;
-};
-
 class Kernel {
  public:
   Kernel(const py::dict& settings, const py::list& blocks) {
@@ -360,10 +355,10 @@ class Kernel {
     const int batch = static_cast<int>(rows.size());
     const int kk = std::max(0, std::min(k, num_items_));
     std::vector<char> excluded = read_flags(exclude, batch);
-    std::vector<std::vector<std::int64_t>> denied = read_id_lists(deny, batch, "deny_ids", false);
+    std::vector<std::vector<std::int64_t>> denied = read_id_lists(deny, batch, "deny_ids");
     std::vector<char> has_allow;
     std::vector<std::vector<std::int64_t>> allowed =
-        read_id_lists(allow, batch, "allow_ids", true, &has_allow);
+        read_id_lists(allow, batch, "allow_ids", &has_allow);
     py::array_t<std::int32_t> ids({batch, kk});
     py::array_t<float> scores({batch, kk});
     py::array_t<float> attention({batch, width});
@@ -495,7 +490,7 @@ class Kernel {
   // Per row, the ids of deny_ids / allow_ids (None -> no list; for allow_ids a
   // None row is "no allow list", recorded in present).
   static std::vector<std::vector<std::int64_t>> read_id_lists(const py::object& value, int batch,
-                                                              const char* what, bool none_rows,
+                                                              const char* what,
                                                               std::vector<char>* present = nullptr) {
     std::vector<std::vector<std::int64_t>> lists(batch);
     if (present != nullptr) present->assign(batch, 0);
@@ -507,10 +502,7 @@ class Kernel {
     }
     for (int r = 0; r < batch; ++r) {
       py::object item = seq[r];
-      if (item.is_none()) {
-        if (!none_rows) continue;
-        continue;  // no allow list for this row
-      }
+      if (item.is_none()) continue;  // no ids for this row (allow_ids: no allow list)
       if (present != nullptr) (*present)[r] = 1;
       auto ids = py::array_t<std::int64_t, py::array::forcecast>::ensure(item);
       if (!ids) {
@@ -529,7 +521,7 @@ class Kernel {
   void encode_rows(const std::vector<std::vector<std::int64_t>>& rows, int width, float* hidden,
                    float* attention) const {
     std::fill(attention, attention + rows.size() * static_cast<std::size_t>(width), 0.0f);
-    Scratch s(max_len_, d_, heads_, blocks_);
+    Scratch s(max_len_, d_, blocks_);
     for (std::size_t r = 0; r < rows.size(); ++r) {
       encode_one(rows[r], hidden + r * d_, attention + r * width + width, &s);
     }
@@ -538,7 +530,7 @@ class Kernel {
   struct Scratch {
     std::vector<float> x, normed, qkv, context, attended, inner, ffn, weights, head_sum;
     std::vector<int> columns;
-    Scratch(int max_len, int d, int heads, const std::vector<Block>& blocks) {
+    Scratch(int max_len, int d, const std::vector<Block>& blocks) {
       int ffn_dim = d;
       for (const Block& b : blocks) ffn_dim = std::max(ffn_dim, b.inner.out);
       const std::size_t n = static_cast<std::size_t>(max_len);
@@ -552,7 +544,6 @@ class Kernel {
       weights.resize(n);
       head_sum.resize(n);
       columns.resize(n);
-      (void)heads;
     }
   };
 
