@@ -71,8 +71,10 @@ class CompiledEngine(NumpyEngine):
     """Top-k of a trained SASRec in one compiled call per batch.
 
     The weights are the numpy engine's (copied and folded once); the kernel
-    keeps its own tiled copy of the item table for scoring. ``encode`` (used
-    by the ``ann`` retrieval) also runs in the kernel.
+    scores against its own tiled copy of the item table, made by the first
+    ``top_k`` instead of the numpy engine's scoring copy (tables past that
+    copy's size cap are scored in place). ``encode`` (what the ``ann``
+    retrieval reads) also runs in the kernel.
 
     Args:
         model: A built :class:`sasrec.models.SASRec` with ``relu`` feed-forwards.
