@@ -184,3 +184,19 @@ def test_in_place_compile_leaves_every_variable_bit_identical_and_copies_nothing
     assert int(model.optimizer.iterations.numpy()) == 0
     for old, new in zip(before, model.variables + model.optimizer.variables, strict=True):
         np.testing.assert_array_equal(old, np.array(new))
+
+
+def test_in_place_widths_only_for_a_model_past_the_size_threshold(monkeypatch):
+    from sasrec.models import compile_ahead
+
+    model = _model()
+    # The tiny model (a few KB of weights and moments) keeps the thread.
+    assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 0
+    size = sum(
+        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+        for v in model.trainable_variables + model.optimizer.variables
+    )
+    monkeypatch.setattr(compile_ahead, "IN_PLACE_MIN_BYTES", size)
+    assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 3
+    monkeypatch.setattr(compile_ahead, "IN_PLACE_MIN_BYTES", size + 1)
+    assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 0
