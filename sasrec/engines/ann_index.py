@@ -235,7 +235,7 @@ def limit_faiss_threads(threads: int) -> None:
 
 # Scores held at once while the exact top-k is found: a few tuning queries
 # against a million-item table, not all of them (see _exact_top).
-_EXACT_CHUNK_BYTES = 64 << 20
+_EXACT_CHUNK_BYTES = 16 << 20
 
 
 def _exact_top(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -243,8 +243,9 @@ def _exact_top(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
     Queries go in chunks of at most 64 whose scores (4 bytes an item) and
     ``argpartition``'s indices (8 bytes an item) fit ``_EXACT_CHUNK_BYTES``
-    together: 7 queries a chunk on a 703k-item table, 59 MB (sized on the
-    scores alone, 23 queries held 194 MB while a version was published),
+    together: 1 query a chunk on a 703k-item table, 8.4 MB (sized on the
+    scores alone at 64 MiB, 23 queries held 194 MB while a version was
+    published; top-k's ``argpartition`` costs as much per query either way),
     and each chunk's ``k`` ids are copied out: a row sliced from the chunk's
     ``(chunk, N + 1)`` argpartition would keep the whole of it alive (512
     tuning queries on a 703k-item table held 2.9 GB that way).
