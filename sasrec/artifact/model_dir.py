@@ -181,7 +181,10 @@ def load_model_dir(path: str | os.PathLike) -> ModelArtifact:
 def _inference_copy(model: SASRec) -> SASRec:
     """Same weights, no optimizer or compile state: a lean, deterministic file."""
     clone = SASRec.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
+    # Variable to variable: no NumPy copy of every weight on the way (the
+    # item table of a large catalogue is tens of MB).
+    for target, source in zip(clone.weights, model.weights, strict=True):
+        target.assign(source)
     return clone
 
 

@@ -235,13 +235,17 @@ def limit_faiss_threads(threads: int) -> None:
 
 # Scores held at once while the exact top-k is found: a few tuning queries
 # against a million-item table, not all of them (see _exact_top).
-_EXACT_CHUNK_BYTES = 64 << 20
+_EXACT_CHUNK_BYTES = 16 << 20
 
 
 def _exact_top(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact top-``k`` ids (1..N) by inner product: ``int64 (Q, k)``, unordered within a row.
 
-    Queries go in chunks of at most 64 whose scores fit ``_EXACT_CHUNK_BYTES``,
+    Queries go in chunks of at most 64 whose scores (4 bytes an item) and
+    ``argpartition``'s indices (8 bytes an item) fit ``_EXACT_CHUNK_BYTES``
+    together: 1 query a chunk on a 703k-item table, 8.4 MB (sized on the
+    scores alone at 64 MiB, 23 queries held 194 MB while a version was
+    published; top-k's ``argpartition`` costs as much per query either way),
     and each chunk's ``k`` ids are copied out: a row sliced from the chunk's
     ``(chunk, N + 1)`` argpartition would keep the whole of it alive (512
     tuning queries on a 703k-item table held 2.9 GB that way).
@@ -251,7 +255,7 @@ def _exact_top(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
         >>> np.sort(_exact_top(table, np.array([[1, 0]], np.float32), 2), axis=1).tolist()
         [[1, 3]]
     """
-    rows_per_chunk = int(max(1, min(64, _EXACT_CHUNK_BYTES // (4 * max(table.shape[0], 1)))))
+    rows_per_chunk = int(max(1, min(64, _EXACT_CHUNK_BYTES // (12 * max(table.shape[0], 1)))))
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), rows_per_chunk):
         scores = queries[start : start + rows_per_chunk] @ table.T

@@ -24,6 +24,7 @@ class NumpyEngine:
 
     Args:
         model: A built :class:`sasrec.models.SASRec`.
+        scoring_copy: As :class:`~sasrec.engines.numpy_sasrec.NumpySASRec`.
 
     Example:
         >>> engine = NumpyEngine(model)  # doctest: +SKIP
@@ -34,8 +35,8 @@ class NumpyEngine:
 
     name = "numpy"
 
-    def __init__(self, model: Any) -> None:
-        self.numpy_model = NumpySASRec(model)
+    def __init__(self, model: Any, scoring_copy: bool = True) -> None:
+        self.numpy_model = NumpySASRec(model, scoring_copy)
         self.num_items = self.numpy_model.num_items
         self.max_len = self.numpy_model.max_len
         self.item_table = self.numpy_model.table

@@ -39,6 +39,10 @@ class NumpySASRec:
 
     Args:
         model: A built :class:`sasrec.models.SASRec`.
+        scoring_copy: Keep a transposed copy of the item table for
+            :meth:`top_k` (up to ``_SCORING_COPY_MAX_BYTES``); False scores
+            through the transposed view, for callers that only encode (the
+            ANN index built at publishing: one table less in memory).
 
     Example:
         >>> fast = NumpySASRec(model)  # doctest: +SKIP
@@ -46,7 +50,7 @@ class NumpySASRec:
         >>> ids, scores = fast.top_k(np.array([[0, 3, 4]]), k=5)  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, scoring_copy: bool = True) -> None:
         encoder = model.encoder
         weights = encoder.numpy_weights()
         self.num_items = int(encoder.num_items)
@@ -58,7 +62,7 @@ class NumpySASRec:
         self.table = weights["item_embeddings"]  # (N + 1, d)
         self._scoring_table = (
             np.ascontiguousarray(self.table.T)
-            if self.table.nbytes <= _SCORING_COPY_MAX_BYTES
+            if scoring_copy and self.table.nbytes <= _SCORING_COPY_MAX_BYTES
             else self.table.T
         )  # (d, N + 1)
         self.positions = weights["position_embeddings"]  # (max_len, d)

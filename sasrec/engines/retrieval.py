@@ -115,7 +115,8 @@ def write_ann_index(version_dir: str | Path, model: Any, counts: np.ndarray | No
     """Builds, tunes and saves the index of ``model`` into ``version_dir`` (publishing)."""
     from sasrec.engines.numpy_engine import NumpyEngine
 
-    index = build_ann_index(NumpyEngine(model), counts)
+    # Encoding and the table only: no transposed scoring copy of the table.
+    index = build_ann_index(NumpyEngine(model, scoring_copy=False), counts)
     index.save(version_dir)
     return index
 

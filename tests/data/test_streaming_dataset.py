@@ -280,3 +280,43 @@ def test_a_shard_that_fails_mid_epoch_is_a_data_error_naming_it(
     with pytest.raises(DataError, match=message), shard_read_errors():
         for _ in dataset:
             pass
+
+
+def test_packing_casts_while_concatenating_one_copy_of_the_values() -> None:
+    """pack_batches holds the epoch's values once, not once more for a cast copy."""
+    import tracemalloc
+
+    from sasrec.data.batch_packing import pack_batches
+
+    rng = np.random.default_rng(0)
+    planned = [
+        {
+            "item_ids": rng.integers(0, 9, (64, 50)).astype(np.int32),
+            "positives": rng.integers(0, 9, (64, 50)).astype(np.int32),
+        }
+        for _ in range(20)
+    ]
+    tracemalloc.start()
+    packed = pack_batches(planned, ["item_ids", "positives"])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    values = packed[2].nbytes + packed[4].nbytes
+    assert packed[2].dtype == np.int32 and values == 2 * 20 * 64 * 50 * 4
+    np.testing.assert_array_equal(packed[2][: 64 * 50], planned[0]["item_ids"].ravel())
+    # Both keys' values plus one key's transient: a cast copy would add another.
+    assert peak < values * 1.3
+
+
+def test_streamed_batches_reach_tf_data_one_by_one_with_the_packed_shapes(prepared: Path) -> None:
+    """The element spec the trainer and CompileAhead see: int32, width unknown, n known."""
+    import tensorflow as tf
+
+    stream = PreparedStream.open(prepared)
+    spec = _dataset(stream).element_spec
+    assert spec == {
+        "item_ids": tf.TensorSpec((None, None), tf.int32),
+        "positives": tf.TensorSpec((None, None), tf.int32),
+        "negatives": tf.TensorSpec((None, None, 2), tf.int32),
+    }
+    shared = _dataset(stream, negatives_per_sequence=True).element_spec["negatives"]
+    assert shared == tf.TensorSpec((None, 1, 2), tf.int32)

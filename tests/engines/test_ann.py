@@ -9,6 +9,7 @@ the recall of a clustered table must still reach the tuning target.
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
 
 import keras
@@ -103,9 +104,15 @@ def test_exact_top_in_small_chunks_equals_the_sorted_scan(
     scores = queries @ table.T
     scores[:, 0] = -np.inf
     truth = np.sort(np.argsort(-scores, axis=1)[:, :10], axis=1)
-    # 5 queries' scores per chunk instead of 64: same answer.
-    monkeypatch.setattr(ann_index, "_EXACT_CHUNK_BYTES", 5 * 4 * 3_001)
+    # 5 queries' scores and argpartition indices per chunk instead of 64: same answer.
+    budget = 5 * (4 + 8) * 3_001
+    monkeypatch.setattr(ann_index, "_EXACT_CHUNK_BYTES", budget)
+    tracemalloc.start()
     top = ann_index._exact_top(table, queries, 10)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # The chunk's working memory stays within the budget (scores and indices together).
+    assert peak <= budget + top.nbytes + 16_384
     assert top.shape == (70, 10) and top.dtype == np.int64
     assert np.array_equal(np.sort(top, axis=1), truth)
     # Its own small array: no row is a view into a chunk's (chunk, N + 1) scores.

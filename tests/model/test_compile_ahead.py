@@ -164,3 +164,41 @@ def test_sasrec_train_compiles_ahead_and_publishes(tmp_path, capsys):
     assert set(compiled) <= {1, 2, 3, 4, 6, 8, 12}
     ready = json.loads((version / "history.json").read_text())["xla_all_ready_epoch"]
     assert ready is None or 1 <= ready <= 2
+
+
+def test_in_place_compile_leaves_every_variable_bit_identical_and_copies_nothing():
+    """The first widths compile on the real variables: weights, moments, seeds, iterations kept."""
+    model = _model()
+    dataset = _dataset()
+    before = [np.array(v) for v in model.variables + model.optimizer.variables]
+    # Two widths in place, the third on the thread.
+    widths = sorted(set(epoch_widths(_windows()[1], BATCH, seed=0).tolist()), reverse=True)[:3]
+    assert len(widths) == 3
+    ahead = CompileAhead(model, dataset.element_spec, BATCH, widths, MAX_LEN, in_place=2)
+    variables_before = len(model.variables)
+    ahead.start()
+    # The in-place widths are ready when start() returns, before any step.
+    assert ahead.compiled[:2] == widths[:2]
+    assert set(widths[:2]) <= set(ahead.ready_widths())
+    ahead.stop_when_done()
+    assert ahead.compiled == widths
+    assert len(model.variables) == variables_before
+    assert int(model.optimizer.iterations.numpy()) == 0
+    for old, new in zip(before, model.variables + model.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(old, np.array(new))
+
+
+def test_in_place_widths_only_for_a_model_past_the_size_threshold(monkeypatch):
+    from sasrec.models import compile_ahead
+
+    model = _model()
+    # The tiny model (a few KB of weights and moments) keeps the thread.
+    assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 0
+    size = sum(
+        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+        for v in model.trainable_variables + model.optimizer.variables
+    )
+    monkeypatch.setattr(compile_ahead, "IN_PLACE_MIN_BYTES", size)
+    assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 3
+    monkeypatch.setattr(compile_ahead, "IN_PLACE_MIN_BYTES", size + 1)
+    assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 0

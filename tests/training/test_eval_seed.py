@@ -71,3 +71,13 @@ def test_training_seeds_share_the_evaluation_draws_of_one_eval_seed(tmp_path: Pa
         seed=EVAL_SEED + 1,
     )["sampled"]["popularity"]
     assert other["ndcg@10"]["value"] != first["ndcg@10"]["value"]
+
+
+def test_training_ranks_a_quarter_of_the_protocols_working_memory_at_a_time():
+    from sasrec.evaluation._protocol import EVAL_MEMORY_BYTES, users_per_chunk
+    from sasrec.training.final_evaluation import TRAINING_EVAL_MEMORY_BYTES
+
+    assert TRAINING_EVAL_MEMORY_BYTES * 4 == EVAL_MEMORY_BYTES
+    # The 30M-event log's catalogue: 3 users a chunk instead of 15.
+    assert users_per_chunk(256, 703_061, TRAINING_EVAL_MEMORY_BYTES) == 3
+    assert users_per_chunk(256, 703_061, EVAL_MEMORY_BYTES) == 15

@@ -35,7 +35,8 @@ def pack_batches(planned: list[dict[str, np.ndarray]], keys: list[str]) -> tuple
         np.array([b["item_ids"].shape[1] for b in planned], np.int64),
     ]
     for key in keys:
-        out.append(np.concatenate([b[key].ravel() for b in planned]).astype(np.int32))
+        # Cast while concatenating: one array of the epoch's values, not two.
+        out.append(np.concatenate([b[key].ravel() for b in planned], dtype=np.int32))
         out.append(np.array([b[key].size for b in planned], np.int64))
     return tuple(out)
 

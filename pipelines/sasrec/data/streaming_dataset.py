@@ -15,10 +15,12 @@ every window; this one never holds more than its buffers:
    same rule, the epoch's one short batch padded with all-padding rows.
 
 Memory: one slice per open file, the shuffle buffer (400 bytes a window of
-width 50) and the chunk being planned, whatever the log's size. The windows
-stay in NumPy until their chunk is planned (one Python call per chunk):
-as ``tf.data`` elements one by one (``unbatch``, ``shuffle``, ``batch``)
-the same input ran at 0.6x the batches per second. An epoch trains on
+width 50), the chunk being filled and the chunk being planned, whatever
+the log's size. The windows stay in NumPy until their chunk is planned and
+reach ``tf.data`` a planned batch at a time (as ``tf.data`` elements one
+by one, ``unbatch``, ``shuffle``, ``batch``, the same input ran at 0.6x
+the batches per second; a whole chunk packed into one element held it
+twice more, packed and as tensors). An epoch trains on
 every window exactly once, as in memory; what differs is which windows
 share a batch and the batch order (a window meets the windows of nearby
 files, not of the whole log). The k-th
@@ -37,13 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sasrec.data.batch_packing import (
-    batch_keys,
-    batch_unpacker,
-    pack_batches,
-    packed_batches,
-    packed_types,
-)
+from sasrec.data.batch_packing import batch_keys
 from sasrec.data.dataset import CHUNK_BATCHES, epoch_batches
 from sasrec.data.errors import DataError
 
@@ -112,9 +108,9 @@ def make_streaming_dataset(
     epochs = itertools.count()
     chunks = itertools.count()
 
-    def plan_chunk(inputs: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, ...]:
+    def plan_chunk(inputs: np.ndarray, positives: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         rng = np.random.default_rng([seed, next(chunks)])
-        planned = epoch_batches(
+        return epoch_batches(
             inputs,
             positives,
             num_items,
@@ -127,25 +123,29 @@ def make_streaming_dataset(
             exclude_seen=exclude_seen,
             pad_remainder=True,
         )
-        return pack_batches(list(planned), keys)
 
-    def epoch_chunks() -> Iterator[tuple[np.ndarray, ...]]:
-        # One Python call per chunk: the windows never become tf.data elements
-        # one by one (1.6x the batches per second).
+    def epoch_batches_streamed() -> Iterator[tuple[np.ndarray, ...]]:
+        # The windows never become tf.data elements one by one (1.6x the
+        # batches per second); each planned batch goes to tf.data as it is
+        # made, so a chunk exists once (its windows), not also packed and
+        # as tensors.
         shuffled = ShuffledWindows(
             files, file_windows, max_len, shuffle_buffer, cycle_length, [seed, next(epochs), 1]
         )
         for inputs, positives in shuffled.chunks(chunk_batches * batch_size):
-            packed = plan_chunk(inputs, positives)
-            # Neither is held while the chunk trains and the next one fills.
+            for batch in plan_chunk(inputs, positives):
+                yield tuple(batch[key] for key in keys)
             del inputs, positives
-            yield packed
-            del packed
 
-    signature = tuple(tf.TensorSpec((None,), dtype) for dtype in packed_types(keys))
-    dataset = tf.data.Dataset.from_generator(epoch_chunks, output_signature=signature)
-    dataset = dataset.flat_map(lambda *values: packed_batches(list(values)))
-    dataset = dataset.map(batch_unpacker(num_negatives, negatives_per_sequence))
+    negatives_width = 1 if negatives_per_sequence else None
+    shapes = {
+        "item_ids": (None, None),
+        "positives": (None, None),
+        "negatives": (None, negatives_width, num_negatives),
+    }
+    signature = tuple(tf.TensorSpec(shapes[key], tf.int32) for key in keys)
+    dataset = tf.data.Dataset.from_generator(epoch_batches_streamed, output_signature=signature)
+    dataset = dataset.map(lambda *values: dict(zip(keys, values)))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-windows // batch_size)))
     options = tf.data.Options()
     # As in memory: the autotune thread made the next epoch wait for its exit.

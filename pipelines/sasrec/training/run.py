@@ -35,7 +35,7 @@ from sasrec.data.streaming_dataset import shard_read_errors
 from sasrec.data.user_sequences import UserSequences
 from sasrec.data.windows import training_windows, window_owners
 from sasrec.models import SASRec
-from sasrec.models.compile_ahead import CompileAhead
+from sasrec.models.compile_ahead import CompileAhead, in_place_widths
 from sasrec.optimizers import FusedAdam
 from sasrec.runtime import configure_threads, keep_freed_memory, release_freed_memory
 from sasrec.training.checkpoint import CHECKPOINT_DIR, CheckpointBackup, open_checkpoint
@@ -518,12 +518,23 @@ def _compile_ahead(
 ) -> CompileAhead | None:
     """The XLA widths compiled on a thread in ``width_order`` (or None).
 
+    A large model's widths compile in place before the first step instead
+    (:func:`~sasrec.models.compile_ahead.in_place_widths`): no zero copies of
+    its weights and moments, no plain-graph steps beside the compiles.
+
     Only for one-device XLA runs (``width_order`` is empty otherwise): the
     plain train function of a strategy is left as Keras builds it.
     """
     if not (width_order and model.jit_compile):
         return None
-    return CompileAhead(model, dataset.element_spec, global_batch, width_order, config.max_len)
+    return CompileAhead(
+        model,
+        dataset.element_spec,
+        global_batch,
+        width_order,
+        config.max_len,
+        in_place=in_place_widths(model, width_order),
+    )
 
 
 def _width_order(positives: np.ndarray, train: TrainOptions, global_batch: int) -> list[int]:

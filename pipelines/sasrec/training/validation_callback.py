@@ -14,6 +14,7 @@ import numpy as np
 from sasrec.engines.scorer import Scorer
 from sasrec.evaluation import evaluate_full_ranking
 from sasrec.io import atomic_write_text
+from sasrec.training.final_evaluation import TRAINING_EVAL_MEMORY_BYTES
 from sasrec.training.storage import write_weights
 
 
@@ -110,6 +111,7 @@ class ValidationCallback(keras.callbacks.Callback):
             batch_size=256,
             num_bootstrap=0,
             coverage=False,
+            memory_bytes=TRAINING_EVAL_MEMORY_BYTES,
         )
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
