@@ -23,7 +23,7 @@ import dataclasses
 from typing import Any
 
 from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
-from sasrec.config import LOSSES, POSITION_EMBEDDINGS, SASRecConfig
+from sasrec.config import LOSSES, NEGATIVE_SHARINGS, POSITION_EMBEDDINGS, SASRecConfig
 from sasrec.training.distribution import STRATEGIES
 from sasrec.training.loss_choice import SOFTMAX_MAX_ITEMS
 from sasrec.training.options import (
@@ -55,6 +55,7 @@ MODEL_FLAGS: dict[str, Flag] = {
     ),
     "position_embedding": Flag(choices=POSITION_EMBEDDINGS),
     "loss": Flag(choices=LOSSES),
+    "negative_sharing": Flag(choices=NEGATIVE_SHARINGS),
 }
 
 TRAIN_FLAGS: dict[str, Flag] = {

@@ -72,6 +72,7 @@ def make_streaming_dataset(
     bucket_multiple: int | None = None,
     negatives_per_sequence: bool = False,
     exclude_seen: bool = False,
+    negatives_per_batch: bool = False,
     cycle_length: int = CYCLE_LENGTH,
     prefetch: int = 4,
 ) -> tf.data.Dataset:
@@ -85,7 +86,8 @@ def make_streaming_dataset(
             cardinality is ``ceil(windows / batch_size)``).
         max_len: L, the window width.
         num_items, batch_size, num_negatives, seed, chunk_batches,
-        bucket_multiple, negatives_per_sequence, exclude_seen: as in
+        bucket_multiple, negatives_per_sequence, exclude_seen,
+        negatives_per_batch: as in
             :func:`~sasrec.data.dataset.make_training_dataset`.
         shuffle_buffer: Windows in the shuffle buffer (>= 1).
         cycle_length: Files read and interleaved at once.
@@ -126,6 +128,7 @@ def make_streaming_dataset(
             negatives_per_sequence=negatives_per_sequence,
             exclude_seen=exclude_seen,
             pad_remainder=True,
+            negatives_per_batch=negatives_per_batch,
         )
         return pack_batches(list(planned), keys)
 
@@ -145,7 +148,9 @@ def make_streaming_dataset(
     signature = tuple(tf.TensorSpec((None,), dtype) for dtype in packed_types(keys))
     dataset = tf.data.Dataset.from_generator(epoch_chunks, output_signature=signature)
     dataset = dataset.flat_map(lambda *values: packed_batches(list(values)))
-    dataset = dataset.map(batch_unpacker(num_negatives, negatives_per_sequence))
+    dataset = dataset.map(
+        batch_unpacker(num_negatives, negatives_per_sequence, negatives_per_batch)
+    )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-windows // batch_size)))
     options = tf.data.Options()
     # As in memory: the autotune thread made the next epoch wait for its exit.
