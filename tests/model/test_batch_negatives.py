@@ -185,3 +185,28 @@ def test_negative_sharing_round_trips_through_the_config():
     again = SASRec.from_config(model.get_config())
     assert again.negative_sharing == "batch" and again.num_negatives == 5
     assert SASRecConfig.from_dict(model.get_config()).negative_sharing == "batch"
+
+
+def test_compile_ahead_builds_warm_up_batches_with_the_batch_set_of_negatives():
+    """The warm-up batch keeps the static (1, 1, n) shape: every width compiles ahead."""
+    from sasrec.data.dataset import epoch_widths
+    from sasrec.models.compile_ahead import CompileAhead
+
+    inputs = np.zeros((12, 4), np.int32)
+    positives = np.zeros((12, 4), np.int32)
+    for row in range(12):
+        length = 1 + row % 4
+        items = (row + np.arange(length + 1)) % NUM_ITEMS + 1
+        inputs[row, 4 - length :], positives[row, 4 - length :] = items[:-1], items[1:]
+    dataset = make_training_dataset(
+        inputs, positives, NUM_ITEMS, batch_size=4, num_negatives=6, seed=0,
+        negatives_per_batch=True,
+    )  # fmt: skip
+    model = batch_model("gbce", num_negatives=6)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=True)
+    # One width is enough to build a warm-up batch (each compile costs seconds).
+    widest = max(epoch_widths(positives, 4, seed=0).tolist())
+    ahead = CompileAhead(model, dataset.element_spec, 4, [widest], 4)
+    ahead.start()
+    ahead.stop_when_done()
+    assert ahead.compiled == [widest] and ahead.ready_widths() == [widest]
