@@ -79,6 +79,7 @@ def test_default_negatives_past_the_budget_are_a_batch_set_below_the_catalogue()
         "loss": "sampled_softmax",
         "num_negatives": ITEMS - 1,
         "negative_sharing": "batch",
+        "hidden_dim": 128,
     }
     assert note is not None and "29 negatives shared by the batch" in note
 

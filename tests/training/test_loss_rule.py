@@ -33,15 +33,18 @@ def test_past_the_threshold_the_default_is_the_batch_sampled_softmax_and_says_wh
         "loss": "sampled_softmax",
         "num_negatives": 4096,
         "negative_sharing": "batch",
+        "hidden_dim": 128,
     }
     assert note is not None
-    assert note.startswith("loss: sampled_softmax with 4,096 negatives shared by the batch")
+    assert note.startswith(
+        "loss: sampled_softmax with 4,096 negatives shared by the batch, hidden dim 128"
+    )
     assert f"{num_items:,} items, more than {SOFTMAX_MAX_ITEMS:,}" in note
 
 
 def test_past_the_threshold_chosen_negatives_and_sharing_are_kept() -> None:
     overrides, note = choose_loss(
-        {"num_negatives": 64, "negative_sharing": "sequence"},
+        {"num_negatives": 64, "negative_sharing": "sequence", "hidden_dim": 32},
         SOFTMAX_MAX_ITEMS + 1,
         128,
         budget_bytes=AMPLE,
@@ -49,6 +52,7 @@ def test_past_the_threshold_chosen_negatives_and_sharing_are_kept() -> None:
     assert overrides == {
         "num_negatives": 64,
         "negative_sharing": "sequence",
+        "hidden_dim": 32,
         "loss": "sampled_softmax",
     }
     assert note is not None and "64 negatives shared by the sequence" in note

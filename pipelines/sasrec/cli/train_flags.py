@@ -25,7 +25,11 @@ from typing import Any
 from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
 from sasrec.config import LOSSES, NEGATIVE_SHARINGS, POSITION_EMBEDDINGS, SASRecConfig
 from sasrec.training.distribution import STRATEGIES
-from sasrec.training.loss_choice import LARGE_CATALOGUE_NEGATIVES, SOFTMAX_MAX_ITEMS
+from sasrec.training.loss_choice import (
+    LARGE_CATALOGUE_HIDDEN_DIM,
+    LARGE_CATALOGUE_NEGATIVES,
+    SOFTMAX_MAX_ITEMS,
+)
 from sasrec.training.options import (
     LOSS_NORMALIZATIONS,
     NEGATIVE_EXCLUSIONS,
@@ -43,7 +47,7 @@ MODEL_FIELDS_FROM_DATA = ("num_items",)
 # from the data (``sasrec.training.loss_choice``: past a catalogue size or the
 # memory budget the default softmax becomes the batch-shared sampled softmax).
 # Their defaults are still the SASRecConfig fields', defined there once.
-MODEL_FIELDS_RESOLVED_LATER = ("loss", "num_negatives", "negative_sharing")
+MODEL_FIELDS_RESOLVED_LATER = ("loss", "num_negatives", "negative_sharing", "hidden_dim")
 
 MODEL_FLAGS: dict[str, Flag] = {
     "norm_first": Flag(
@@ -107,6 +111,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "is chosen for a large catalogue.",
         "negative_sharing": "Not given: batch when the sampled softmax is chosen for a "
         "large catalogue.",
+        "hidden_dim": f"Not given: {LARGE_CATALOGUE_HIDDEN_DIM} when the sampled softmax is "
+        "chosen for a large catalogue.",
     }
     for action in group._group_actions:
         name = action.dest.removeprefix(MODEL_PREFIX)

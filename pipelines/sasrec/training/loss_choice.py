@@ -9,9 +9,12 @@ measured side by side, so a 10-minute budget buys it too few epochs
 items a run that does not choose its loss therefore trains the softmax on
 a sample: :data:`LARGE_CATALOGUE_NEGATIVES` uniform items drawn once per
 batch and scored by every position (``negative_sharing="batch"``, the
-softmax's matmul on ``n`` columns), and says so. On Games that converged in
-fewer epochs than gBCE with 256 negatives per sequence, each epoch cheaper,
-and ranked better (the measurements are in docs/benchmarks.md).
+softmax's matmul on ``n`` columns), with items of
+:data:`LARGE_CATALOGUE_HIDDEN_DIM` dimensions unless the width is given,
+and says so. On Games that converged in fewer epochs than gBCE with 256
+negatives per sequence, each epoch cheaper, and ranked better; the wider
+items ranked better again at equal epochs (the measurements are in
+docs/benchmarks.md).
 
 Memory bounds the softmax too: training holds three tensors of its logits'
 shape at once (the logits, their softmax and the gradient). With the default
@@ -39,8 +42,9 @@ batch and width the switch happens past about 104,000 items.
 Example:
     >>> softmax_logit_bytes(batch_size=128, width=50, num_items=444_596)
     34145049600
-    >>> choose_loss({}, 23_715, 128, budget_bytes=10**12)[0]
-    {'loss': 'sampled_softmax', 'num_negatives': 4096, 'negative_sharing': 'batch'}
+    >>> chosen = choose_loss({}, 23_715, 128, budget_bytes=10**12)[0]
+    >>> [chosen[k] for k in ("loss", "num_negatives", "negative_sharing", "hidden_dim")]
+    ['sampled_softmax', 4096, 'batch', 128]
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ FLOAT_BYTES = 4
 LARGE_CATALOGUE_LOSS = "sampled_softmax"
 LARGE_CATALOGUE_NEGATIVES = 4096
 LARGE_CATALOGUE_SHARING = "batch"
+# The model width past SOFTMAX_MAX_ITEMS when none is given (SASRecConfig's
+# default, 64, below it).
+LARGE_CATALOGUE_HIDDEN_DIM = 128
 # Past this many items a run without --loss trains the sampled softmax even when the
 # softmax fits in memory (see the module docstring): the softmax stays on
 # ML-1M (3,416 items) and Games' 5-core subset (10,673 items: 12 s per epoch
@@ -169,9 +176,11 @@ def _large_catalogue(
         "loss": LARGE_CATALOGUE_LOSS,
         "num_negatives": negatives,
         "negative_sharing": sharing,
+        "hidden_dim": model_overrides.get("hidden_dim", LARGE_CATALOGUE_HIDDEN_DIM),
     }
     note = (
         f"loss: {LARGE_CATALOGUE_LOSS} with {negatives:,} negatives shared by the "
-        f"{sharing} (not the default softmax: {why}; pass --loss to choose)"
+        f"{sharing}, hidden dim {chosen['hidden_dim']} (not the default softmax: {why}; "
+        "pass --loss to choose)"
     )
     return chosen, note
