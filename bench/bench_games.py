@@ -109,6 +109,12 @@ def main() -> None:
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--loss", default="bce")
     p.add_argument("--num-negatives", type=int, default=1)
+    p.add_argument(
+        "--negative-sharing",
+        choices=["sequence", "batch"],
+        default="sequence",
+        help="one set of negatives per sequence or per batch (SASRecConfig.negative_sharing)",
+    )
     p.add_argument("--gbce-t", type=float, default=0.75)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=10)
@@ -218,6 +224,7 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "dropout": args.dropout,
         "loss": args.loss,
         "num_negatives": args.num_negatives,
+        "negative_sharing": args.negative_sharing,
         "gbce_t": args.gbce_t,
     }
     data = DataOptions(path=args.data, preset="sasrec", min_user=1, min_item=1)
@@ -248,6 +255,7 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         metrics = json.loads((version / "metrics.json").read_text())
         training = json.loads((version / "training.json").read_text())
     epochs = history["epoch_seconds"]
+    cpu = [s for s in history.get("epoch_cpu_seconds", []) if s is not None]
     steady = epochs[1:] or epochs  # the first epoch includes tracing
     median = statistics.median(steady)
     windows = history["training_windows"]
@@ -285,6 +293,13 @@ def run_one(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         # Every epoch, so a run's slow phases show next to its median.
         "epoch_s": epochs,
         "sequences_per_s": round(windows / median, 1),
+        # Process CPU seconds per epoch (every thread): on a shared machine
+        # they compare configurations better than wall seconds.
+        "median_epoch_cpu_s": round(statistics.median(cpu[1:] or cpu), 3) if cpu else None,
+        "epoch_cpu_s": cpu,
+        "validation_ndcg@10": [
+            [r["epoch"], round(r["val_ndcg@10"], 4)] for r in metrics.get("validation", [])
+        ],
         "total_s": round(time.time() - started, 1),
         "fit_s": training["fit_seconds"],
         "sampled": {

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 LOSSES = ("bce", "sampled_softmax", "softmax", "gbce")
 POSITION_EMBEDDINGS = ("learned", "sinusoidal")
+# Which positions share a draw of negatives (the sampled losses).
+NEGATIVE_SHARINGS = ("sequence", "batch")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ class SASRecConfig:
         loss: ``"bce"`` (paper, one negative), ``"sampled_softmax"``,
             ``"softmax"`` (full cross-entropy) or ``"gbce"``.
         num_negatives: Negatives per position for the sampled losses.
+        negative_sharing: ``"sequence"``: one negative per position when
+            ``num_negatives`` is 1, else one set per sequence shared by its
+            positions (gSASRec). ``"batch"``: one set of ``num_negatives``
+            distinct items for the whole batch, scored by every valid
+            position (a ``(positions, d) x (d, n)`` matmul, like the full
+            softmax on ``n`` columns); must be fewer than ``num_items``.
         gbce_t: The calibration parameter t of gBCE (0 gives plain BCE).
         loss_denominator: None: the loss is the mean over each batch's valid
             positions. A number C: the summed position losses are divided by
@@ -77,6 +85,7 @@ class SASRecConfig:
     attention_window: int | None = None
     loss: str = "softmax"
     num_negatives: int = 1
+    negative_sharing: str = "sequence"
     gbce_t: float = 0.75
     loss_denominator: float | None = None
 

@@ -220,7 +220,9 @@ class CompileAhead:
         batch = {}
         for key, spec in self.element_spec.items():
             dims = list(spec.shape)
-            dims[0] = self.batch_size
+            if dims[0] is None:
+                # A static first axis (a batch's one set of negatives) stays.
+                dims[0] = self.batch_size
             if len(dims) > 1 and dims[1] is None:
                 dims[1] = width
             if any(d is None for d in dims):

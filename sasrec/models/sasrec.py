@@ -10,7 +10,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from sasrec.config import LOSSES, SASRecConfig
+from sasrec.config import LOSSES, NEGATIVE_SHARINGS, SASRecConfig
 from sasrec.layers._checks import check_positive_int
 from sasrec.layers.sasrec_encoder import SASRecEncoder
 
@@ -60,6 +60,9 @@ class SASRec(keras.Model):
             encoder settings in ``kwargs``.
         loss: ``"bce"``, ``"sampled_softmax"``, ``"softmax"`` or ``"gbce"``.
         num_negatives: Negatives per position for the sampled losses.
+        negative_sharing: ``"sequence"`` (batches carry ``negatives`` of
+            shape ``(B, t, n)`` or ``(B, 1, n)``) or ``"batch"`` (one set
+            ``(1, 1, n)`` for the whole batch, ``n < num_items``).
         gbce_t: The calibration parameter t of gBCE.
         loss_denominator: None (mean over the batch's valid positions) or
             the number C that divides the summed position losses.
@@ -85,6 +88,7 @@ class SASRec(keras.Model):
         encoder: SASRecEncoder | None = None,
         loss: str = "softmax",
         num_negatives: int = 1,
+        negative_sharing: str = "sequence",
         gbce_t: float = 0.75,
         loss_denominator: float | None = None,
         **kwargs: Any,
@@ -96,15 +100,17 @@ class SASRec(keras.Model):
                 f"({', '.join(ENCODER_SETTINGS)}) by keyword, received encoder={encoder!r} "
                 f"and {sorted(encoder_settings)}"
             )
-        self.check_task_arguments(loss, num_negatives, gbce_t, loss_denominator)
+        self.check_task_arguments(loss, num_negatives, negative_sharing, gbce_t, loss_denominator)
         super().__init__(**kwargs)
         if encoder is None:
             encoder = SASRecEncoder(
                 **{**_FLAT_DEFAULTS, **encoder_settings}, dtype=self.dtype_policy, name="encoder"
             )
+        _check_batch_negatives(loss, num_negatives, negative_sharing, encoder.num_items)
         self.encoder = encoder
         self.loss_name = loss
         self.num_negatives = num_negatives
+        self.negative_sharing = negative_sharing
         self.gbce_t = gbce_t
         self.loss_denominator = None if loss_denominator is None else float(loss_denominator)
         # Build eagerly: weights exist right away (count_params, set_weights,
@@ -113,12 +119,21 @@ class SASRec(keras.Model):
 
     @staticmethod
     def check_task_arguments(
-        loss: str, num_negatives: int, gbce_t: float, loss_denominator: float | None
+        loss: str,
+        num_negatives: int,
+        negative_sharing: str,
+        gbce_t: float,
+        loss_denominator: float | None,
     ) -> None:
         """Raises ``ValueError`` naming the first bad task argument and its value."""
         if loss not in LOSSES:
             raise ValueError(f"SASRec: loss must be one of {LOSSES}, received loss={loss!r}")
         check_positive_int("SASRec", "num_negatives", num_negatives)
+        if negative_sharing not in NEGATIVE_SHARINGS:
+            raise ValueError(
+                f"SASRec: negative_sharing must be one of {NEGATIVE_SHARINGS}, received "
+                f"negative_sharing={negative_sharing!r}"
+            )
         if not (_is_number(gbce_t) and 0 <= gbce_t <= 1):
             raise ValueError(
                 f"SASRec: gbce_t must be a number in [0, 1], received gbce_t={gbce_t!r}"
@@ -149,6 +164,14 @@ class SASRec(keras.Model):
         task_names = inspect.signature(cls.check_task_arguments).parameters
         cls.check_task_arguments(**{name: bound.arguments[name] for name in task_names})
         SASRecEncoder(**{**_FLAT_DEFAULTS, **encoder_settings})
+        num_items = encoder_settings.get("num_items")
+        if isinstance(num_items, int):
+            _check_batch_negatives(
+                bound.arguments["loss"],
+                bound.arguments["num_negatives"],
+                bound.arguments["negative_sharing"],
+                num_items,
+            )
 
     def build(self, input_shape: tuple[int | None, ...] = (None, None)) -> None:
         if not self.encoder.built:
@@ -242,7 +265,8 @@ class SASRec(keras.Model):
         Args:
             hidden: ``(B, t, d)`` hidden states.
             positives: Int ``(B, t)`` next item per position, 0 = no target.
-            negatives: Int ``(B, t, n)`` sampled negatives (sampled losses).
+            negatives: Int ``(B, t, n)`` or ``(B, 1, n)`` sampled negatives
+                (sampled losses); ``(1, 1, n)`` with ``negative_sharing="batch"``.
 
         Returns:
             Scalar float32; 0 when the batch has no valid position.
@@ -266,7 +290,18 @@ class SASRec(keras.Model):
                 "negatives must have shape (B, t, n) or (B, 1, n), received shape "
                 f"{tuple(negatives.shape)}"
             )
-        if negatives.shape[1] == 1:
+        if self.negative_sharing == "batch":
+            positive, negative = self._batch_negative_logits(hidden, positives, negatives)
+            if self.loss_name == "sampled_softmax":
+                # Uniform draws without replacement: (N - 1) / n times the
+                # sampled exponentials estimates the sum over every
+                # non-positive item, i.e. the full softmax's denominator.
+                correction = math.log(max(self.num_items - 1, 1) / self.num_negatives)
+                lse = ops.logsumexp(negative + correction, axis=-1)
+                per_position = ops.logaddexp(positive, lse) - positive
+                return ops.sum(ops.where(valid, per_position, 0.0)) / denominator
+            logits = None
+        elif negatives.shape[1] == 1:
             positive, negative = self._shared_negative_logits(hidden, positives, negatives)
             logits = ops.concatenate([positive[:, :, None], negative], axis=-1)
         else:
@@ -298,6 +333,21 @@ class SASRec(keras.Model):
         negative_vectors = self.encoder.item_embedding.lookup(negatives[:, 0, :])  # (B, n, d)
         negative = ops.einsum("btd,bnd->btn", hidden, negative_vectors)
         collide = ops.equal(negatives, positives[:, :, None])
+        return positive, ops.where(collide, -1e9, negative)
+
+    def _batch_negative_logits(self, hidden: Any, positives: Any, negatives: Any) -> Any:
+        """Logits with one set of n negatives for the whole batch.
+
+        ``negatives (1, 1, n)``: one ``(n, d)`` gather and a ``(B t, d) x (d,
+        n)`` matmul, the full softmax's shape on ``n`` sampled columns, so
+        thousands of negatives cost about what hundreds per sequence do. A
+        negative equal to a position's positive gets -1e9 there (no loss).
+        """
+        positive = ops.sum(self.encoder.item_embedding.lookup(positives) * hidden, axis=-1)
+        drawn = ops.reshape(negatives, (-1,))  # (n,)
+        negative_vectors = self.encoder.item_embedding.lookup(drawn)  # (n, d)
+        negative = ops.einsum("btd,nd->btn", hidden, negative_vectors)
+        collide = ops.equal(drawn[None, None, :], positives[:, :, None])
         return positive, ops.where(collide, -1e9, negative)
 
     def gbce_beta(self, num_sampled: Any) -> Any:
@@ -471,6 +521,7 @@ class SASRec(keras.Model):
             encoder=keras.saving.serialize_keras_object(self.encoder),
             loss=self.loss_name,
             num_negatives=self.num_negatives,
+            negative_sharing=self.negative_sharing,
             gbce_t=self.gbce_t,
             loss_denominator=self.loss_denominator,
         )
@@ -492,6 +543,18 @@ class SASRec(keras.Model):
 def _pop_encoder_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Removes the encoder settings from ``settings``; returns those given."""
     return {name: settings.pop(name) for name in ENCODER_SETTINGS if name in settings}
+
+
+def _check_batch_negatives(
+    loss: str, num_negatives: int, negative_sharing: str, num_items: int
+) -> None:
+    """Batch-shared negatives are distinct items other than the positive: fewer than N."""
+    if negative_sharing == "batch" and loss != "softmax" and num_negatives >= num_items:
+        raise ValueError(
+            f"SASRec: negative_sharing='batch' draws num_negatives distinct items, so it needs "
+            f"num_negatives < num_items, received num_negatives={num_negatives} and "
+            f"num_items={num_items}; use loss='softmax' (every item) instead"
+        )
 
 
 def _is_number(value: Any) -> bool:

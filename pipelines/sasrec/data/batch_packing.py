@@ -60,8 +60,13 @@ def packed_batches(values: list[Any]) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((values[0], values[1], *parts))
 
 
-def batch_unpacker(num_negatives: int, negatives_per_sequence: bool) -> Any:
-    """The ``map`` function from a :func:`packed_batches` element to the batch dict."""
+def batch_unpacker(
+    num_negatives: int, negatives_per_sequence: bool, negatives_per_batch: bool = False
+) -> Any:
+    """The ``map`` function from a :func:`packed_batches` element to the batch dict.
+
+    ``negatives`` is ``(B, t, n)``, ``(B, 1, n)`` per sequence or ``(1, 1, n)`` per batch.
+    """
     import tensorflow as tf
 
     def unpack(rows: Any, widths: Any, *parts: Any) -> dict[str, Any]:
@@ -70,10 +75,14 @@ def batch_unpacker(num_negatives: int, negatives_per_sequence: bool) -> Any:
             "positives": tf.reshape(parts[1], tf.stack([rows, widths])),
         }
         if num_negatives > 0:
-            steps = tf.constant(1, tf.int64) if negatives_per_sequence else widths
-            shape = tf.stack([rows, steps, tf.constant(num_negatives, tf.int64)])
+            one = tf.constant(1, tf.int64)
+            steps = one if negatives_per_sequence or negatives_per_batch else widths
+            sets = one if negatives_per_batch else rows
+            shape = tf.stack([sets, steps, tf.constant(num_negatives, tf.int64)])
             batch["negatives"] = tf.reshape(parts[2], shape)
-            if negatives_per_sequence:
+            if negatives_per_batch:
+                batch["negatives"].set_shape((1, 1, num_negatives))
+            elif negatives_per_sequence:
                 batch["negatives"].set_shape((None, 1, num_negatives))
             else:
                 batch["negatives"].set_shape((None, None, num_negatives))

@@ -22,7 +22,10 @@ Every epoch is planned in numpy, then fed as ready batches:
    ``>= positive`` up by one: exact, no rejection loop). With
    ``exclude_seen`` a negative is also never an item of its own window, with
    ``history`` never an item of its user's training sequence (the SASRec
-   reference's sampler); colliding draws are redrawn, vectorised.
+   reference's sampler); colliding draws are redrawn, vectorised. With
+   ``negatives_per_batch`` the batch gets one set of distinct items instead
+   (:func:`~sasrec.data.negatives.sample_batch_negatives`), which the model
+   masks where a negative is a position's positive.
 
 The k-th iteration over the dataset yields epoch k, drawn from
 ``numpy.random.default_rng([seed, k])``: the same seed gives the same batches.
@@ -45,7 +48,7 @@ from sasrec.data.batch_packing import (
     packed_types,
 )
 from sasrec.data.item_sets import ItemSets
-from sasrec.data.negatives import sample_negatives
+from sasrec.data.negatives import sample_batch_negatives, sample_negatives
 from sasrec.padding import PAD_ID
 
 if TYPE_CHECKING:
@@ -147,6 +150,7 @@ def epoch_batches(
     pad_remainder: bool = False,
     history: ItemSets | None = None,
     owners: np.ndarray | None = None,
+    negatives_per_batch: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The batches of one epoch as dicts of numpy arrays (see the module docstring).
 
@@ -155,7 +159,9 @@ def epoch_batches(
     they carry no loss, and every batch then has one of the bucket shapes.
     With ``history`` (each user's items) and ``owners`` (the user of each
     window) a negative is never an item of the window's user, instead of
-    the window (``exclude_seen``).
+    the window (``exclude_seen``). With ``negatives_per_batch`` each batch
+    has one set ``(1, 1, n)`` of distinct items (the exclusions do not apply:
+    the set serves every user of the batch).
     """
     max_len = inputs.shape[1]
     if lengths is None:
@@ -173,7 +179,9 @@ def epoch_batches(
         elif exclude_seen:
             seen = np.concatenate([batch_inputs, batch_positives[:, -1:]], axis=1)
             excluded = {"exclude": seen}
-        if num_negatives > 0 and negatives_per_sequence:
+        if num_negatives > 0 and negatives_per_batch:
+            batch["negatives"] = sample_batch_negatives(num_items, num_negatives, rng)
+        elif num_negatives > 0 and negatives_per_sequence:
             # One set per sequence, uniform over 1..N (minus the window's or
             # the user's items); the model masks a negative equal to a
             # position's positive.
@@ -191,7 +199,13 @@ def epoch_batches(
                 batch_positives, num_items, num_negatives, rng, **excluded
             )
         if pad_remainder and len(rows) < batch_size:
-            batch = {key: _pad_rows(value, batch_size) for key, value in batch.items()}
+            batch = {
+                key: value
+                if key == "negatives" and negatives_per_batch
+                # The batch's one set of negatives has no rows to pad.
+                else _pad_rows(value, batch_size)
+                for key, value in batch.items()
+            }
         yield batch
 
 
@@ -251,6 +265,7 @@ def make_training_dataset(
     pad_remainder: bool = True,
     history: ItemSets | None = None,
     owners: np.ndarray | None = None,
+    negatives_per_batch: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of training batches (one iteration = one epoch).
 
@@ -288,6 +303,9 @@ def make_training_dataset(
             which for users longer than ``L`` excludes more than
             ``exclude_seen``. Needs ``owners``.
         owners: ``int (W,)`` the user (set index in ``history``) of each window.
+        negatives_per_batch: One set of ``num_negatives`` distinct items per
+            batch, ``negatives`` of shape ``(1, 1, n)`` (needs ``n <
+            num_items``); ``exclude_seen`` and ``history`` do not apply.
 
     Returns:
         ``tf.data.Dataset`` of dicts ``{"item_ids": int32 (B, t), "positives":
@@ -323,6 +341,11 @@ def make_training_dataset(
         raise ValueError(f"negative sampling needs num_items >= 2, received {num_items}")
     if int(positives.max()) > num_items or int(inputs.max()) > num_items:
         raise ValueError(f"item indices exceed num_items={num_items}")
+    if negatives_per_batch and num_negatives >= num_items:
+        raise ValueError(
+            f"negatives_per_batch draws {num_negatives} distinct items: needs num_negatives < "
+            f"num_items={num_items}"
+        )
     if history is not None and (owners is None or len(owners) != len(inputs)):
         raise ValueError("history needs owners, the user of every window")
     lengths = (positives != PAD_ID).sum(axis=1)
@@ -371,6 +394,7 @@ def make_training_dataset(
                 pad_remainder=pad_remainder,
                 history=history,
                 owners=owners,
+                negatives_per_batch=negatives_per_batch,
             )
         )
         return pack_batches(planned, keys)
@@ -379,7 +403,7 @@ def make_training_dataset(
         values = tf.numpy_function(epoch_arrays, [], packed_types(keys), stateful=True)
         return packed_batches(values)
 
-    unpack = batch_unpacker(num_negatives, negatives_per_sequence)
+    unpack = batch_unpacker(num_negatives, negatives_per_sequence, negatives_per_batch)
     dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch).map(unpack)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     options = tf.data.Options()

@@ -3,7 +3,9 @@
 Draws come from ``N - 1`` values, shifted up by one at and past the
 positive (exact, no rejection loop); items a row must also avoid (its own
 window, or its user's whole training sequence, as the SASRec reference's
-sampler) are redrawn, vectorised over the batch.
+sampler) are redrawn, vectorised over the batch. A batch-shared set
+(:func:`sample_batch_negatives`) is n distinct items for every position of
+a batch; the model masks a position's own positive in it.
 """
 
 from __future__ import annotations
@@ -71,3 +73,31 @@ def sample_negatives(
         redraw += redraw >= np.broadcast_to(pos, draw.shape)[hit]
         draw[hit] = redraw
     return draw
+
+
+def sample_batch_negatives(
+    num_items: int, num_negatives: int, rng: np.random.Generator
+) -> np.ndarray:
+    """One set of ``num_negatives`` distinct items of ``1..num_items`` for a whole batch.
+
+    Uniform without replacement, so no item counts twice in a sampled
+    softmax's denominator; the positives are not excluded (one set serves
+    every position: the model masks a negative equal to a position's
+    positive).
+
+    Returns:
+        ``int32 (1, 1, n)``, the batch contract's shape for batch-shared negatives.
+
+    Example:
+        >>> drawn = sample_batch_negatives(5, 4, np.random.default_rng(0))
+        >>> drawn.shape, sorted(set(drawn.ravel().tolist())) == sorted(drawn.ravel().tolist())
+        ((1, 1, 4), True)
+    """
+    if not 0 < num_negatives < num_items:
+        raise ValueError(
+            f"batch-shared negatives are distinct items other than the positive: need "
+            f"0 < num_negatives < num_items, received num_negatives={num_negatives}, "
+            f"num_items={num_items}"
+        )
+    drawn = rng.choice(num_items, size=num_negatives, replace=False) + 1
+    return drawn.astype(np.int32).reshape(1, 1, num_negatives)

@@ -68,6 +68,7 @@ def make_streaming_dataset(
     bucket_multiple: int | None = None,
     negatives_per_sequence: bool = False,
     exclude_seen: bool = False,
+    negatives_per_batch: bool = False,
     cycle_length: int = CYCLE_LENGTH,
     prefetch: int = 4,
 ) -> tf.data.Dataset:
@@ -81,7 +82,8 @@ def make_streaming_dataset(
             cardinality is ``ceil(windows / batch_size)``).
         max_len: L, the window width.
         num_items, batch_size, num_negatives, seed, chunk_batches,
-        bucket_multiple, negatives_per_sequence, exclude_seen: as in
+        bucket_multiple, negatives_per_sequence, exclude_seen,
+        negatives_per_batch: as in
             :func:`~sasrec.data.dataset.make_training_dataset`.
         shuffle_buffer: Windows in the shuffle buffer (>= 1).
         cycle_length: Files read and interleaved at once.
@@ -122,6 +124,7 @@ def make_streaming_dataset(
             negatives_per_sequence=negatives_per_sequence,
             exclude_seen=exclude_seen,
             pad_remainder=True,
+            negatives_per_batch=negatives_per_batch,
         )
 
     def epoch_batches_streamed() -> Iterator[tuple[np.ndarray, ...]]:
@@ -137,12 +140,11 @@ def make_streaming_dataset(
                 yield tuple(batch[key] for key in keys)
             del inputs, positives
 
-    negatives_width = 1 if negatives_per_sequence else None
-    shapes = {
-        "item_ids": (None, None),
-        "positives": (None, None),
-        "negatives": (None, negatives_width, num_negatives),
-    }
+    if negatives_per_batch:
+        negatives_shape: tuple[int | None, ...] = (1, 1, num_negatives)
+    else:
+        negatives_shape = (None, 1 if negatives_per_sequence else None, num_negatives)
+    shapes = {"item_ids": (None, None), "positives": (None, None), "negatives": negatives_shape}
     signature = tuple(tf.TensorSpec(shapes[key], tf.int32) for key in keys)
     dataset = tf.data.Dataset.from_generator(epoch_batches_streamed, output_signature=signature)
     dataset = dataset.map(lambda *values: dict(zip(keys, values)))

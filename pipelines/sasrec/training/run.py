@@ -157,6 +157,12 @@ def _run_locked(
     else:
         config, rest = warm_config(base.config, model_overrides, prepared.vocabulary.num_items)
         config = config.replace(**rest)
+    if _batch_negatives(config) and distribution.strategy is not None:
+        # One set of negatives per global batch cannot be cut into replica slices.
+        raise ValueError(
+            f"--negative-sharing batch trains on one device, received --strategy "
+            f"{train.strategy}: use --negative-sharing sequence with a strategy"
+        )
     # The epoch plan cuts global batches; each replica trains on its slice.
     global_batch = distribution.global_batch(train.batch_size)
     # Planning epoch 1's widths costs a pass over the windows: only when compiling ahead.
@@ -321,7 +327,12 @@ def _base_model(train: TrainOptions) -> Any:
 
 
 def _loss_settings(config: SASRecConfig) -> dict[str, Any]:
-    return {"loss": config.loss, "num_negatives": config.num_negatives, "gbce_t": config.gbce_t}
+    return {
+        "loss": config.loss,
+        "num_negatives": config.num_negatives,
+        "negative_sharing": config.negative_sharing,
+        "gbce_t": config.gbce_t,
+    }
 
 
 def mean_positions_per_batch(positives: np.ndarray, batch_size: int) -> float:
@@ -419,6 +430,11 @@ def _with_loss_denominator(
     return config
 
 
+def _batch_negatives(config: SASRecConfig) -> bool:
+    """The sampled loss's batches carry one set of negatives each (``(1, 1, n)``)."""
+    return config.loss != "softmax" and config.negative_sharing == "batch"
+
+
 def _training_dataset(
     inputs: np.ndarray,
     positives: np.ndarray,
@@ -446,6 +462,7 @@ def _training_dataset(
         # Hundreds of negatives per position would cost a (B, t, n, d) gather;
         # one set per sequence (gSASRec) costs (B, n, d).
         negatives_per_sequence=config.num_negatives > 1,
+        negatives_per_batch=_batch_negatives(config),
         exclude_seen=train.negatives == "window",
         bucket_multiple=train.bucket_multiple,
         chunk_batches=train.chunk_batches,
@@ -478,6 +495,7 @@ def _streaming_dataset(
         chunk_batches=train.chunk_batches,
         bucket_multiple=train.bucket_multiple,
         negatives_per_sequence=config.num_negatives > 1,
+        negatives_per_batch=_batch_negatives(config),
         exclude_seen=train.negatives == "window",
     )
 

@@ -74,6 +74,7 @@ class RunHistory(keras.callbacks.Callback):
                 "epoch": epoch + 1,
                 "logs": {k: float(v) for k, v in (logs or {}).items()},
                 "seconds": self.timer.seconds[-1] if self.timer.seconds else None,
+                "cpu_seconds": self.timer.cpu_seconds[-1] if self.timer.cpu_seconds else None,
                 "run_seconds": self.prior_seconds + (now - self.started),
             }
         )
@@ -90,6 +91,10 @@ class RunHistory(keras.callbacks.Callback):
     def epoch_seconds(self) -> list[float | None]:
         """Seconds of each epoch's training steps, epoch by epoch, over the whole run."""
         return [record["seconds"] for record in self.epochs]
+
+    def epoch_cpu_seconds(self) -> list[float | None]:
+        """CPU seconds of the process during each epoch's training steps, over the whole run."""
+        return [record.get("cpu_seconds") for record in self.epochs]
 
     def run_seconds(self, now: float | None = None) -> float:
         """Wall seconds of the run so far, earlier attempts included."""

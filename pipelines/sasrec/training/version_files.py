@@ -63,6 +63,7 @@ def version_files(
         HISTORY_FILE: {
             **{k: [float(v) for v in vals] for k, vals in history.items()},
             "epoch_seconds": run_history.epoch_seconds(),
+            "epoch_cpu_seconds": run_history.epoch_cpu_seconds(),
             "training_windows": int(training_windows),
             "xla_all_ready_epoch": xla_all_ready_epoch,
         },
