@@ -145,8 +145,6 @@ def run(argv: list[str]) -> dict[str, float]:
     wall = time.perf_counter() - started
     reader.join()
     output = "".join(lines)
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}):\n{output[-3000:]}")
     # CPU seconds: on a shared machine they move far less with the load than the
     # wall time. The command's own come from the kernel once it is reaped; the
     # JVM PySpark starts is not reaped by it (it outlives the Python driver by
@@ -162,6 +160,10 @@ def run(argv: list[str]) -> dict[str, float]:
         result["cpu_executors_s"] = round(sum(executor_cpu.values()), 1)
     result["phases"] = phases
     result["output_tail"] = output.strip().splitlines()[-3:]
+    if proc.returncode != 0:
+        # A run that fails still says how much memory and CPU it used until then.
+        print(json.dumps({"failed": proc.returncode, **result}), flush=True)
+        sys.exit(f"failed ({proc.returncode}):\n{output[-3000:]}")
     return result
 
 

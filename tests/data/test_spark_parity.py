@@ -208,3 +208,44 @@ def test_vocabulary_file_is_byte_identical_with_non_ascii_ids(tmp_path: Path, mo
     written = {e: (tmp_path / e / "vocabulary.json").read_bytes() for e in ("pandas", "spark")}
     assert written["spark"] == written["pandas"]
     assert b.manifest["num_items"] == len(items)
+
+
+def test_large_log_widens_the_shuffle_and_leaves_no_cached_log(tmp_path: Path, spark) -> None:
+    """Past ``events_per_partition`` rows every shuffle by user gets wider, the output does not
+    change, the parsed log is cached on disk only and released, and the session's setting is
+    restored.
+
+    Every checkpoint of the run (first appearances, duplicates, k-core passes, item ranks,
+    sequences) is one part file per shuffle partition: 5 here, not the session's 2.
+    """
+    from pyspark import StorageLevel
+
+    from sasrec.data.spark_pipeline import prepare_with_spark
+    from sasrec.data.spark_reading import read_events
+    from sasrec.training.options import DataOptions
+
+    log = tmp_path / "shop.csv"
+    assert main(["data", "synth", "--out", str(log), "--users", "300", "--items", "120"]) == 0
+    _, info, _, parsed = read_events(spark, str(log), None, {})
+    assert parsed.storageLevel == StorageLevel.DISK_ONLY
+    parsed.unpersist()
+    per_partition = -(-info["rows"] // 5)  # 5 partitions
+    assert per_partition > 1_000
+    cached = spark.sparkContext._jsc.getPersistentRDDs().size()
+
+    pandas_out = tmp_path / "pandas"
+    assert main(["data", "prepare", "--data", str(log), "--out", str(pandas_out)]) == 0
+    checkpoints = tmp_path / "checkpoints"
+    settings = SparkSettings(
+        master="local[2]",
+        checkpoint_dir=str(checkpoints),
+        shuffle_partitions=2,
+        events_per_partition=per_partition,
+    )
+    prepare_with_spark(DataOptions(path=str(log)), tmp_path / "spark", settings)
+
+    _assert_identical(read_prepared(pandas_out), read_prepared(tmp_path / "spark"))
+    parts = {len(list(rdd.glob("part-*"))) for rdd in checkpoints.rglob("rdd-*") if rdd.is_dir()}
+    assert parts == {5}
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == cached
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"

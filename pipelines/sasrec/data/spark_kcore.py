@@ -40,7 +40,10 @@ def k_core(events: Any, min_user: int, min_item: int, n: int) -> tuple[Any, int,
         # broadcast, so a pass shuffles only the partial item counts.
         users = F.sum("_n").over(Window.partitionBy(USER))
         items = pairs.groupBy(ITEM).agg(F.sum("_n").alias("_ni"))
-        items = items.where(F.col("_ni") >= min_item).select(ITEM)
+        # Materialized before it is broadcast: a broadcast that has to run
+        # the aggregation itself fails after spark.sql.broadcastTimeout
+        # (300 s), which a 100M-event pass on a busy machine exceeded.
+        items = checkpoint(items.where(F.col("_ni") >= min_item).select(ITEM))
         kept = (
             pairs.withColumn("_nu", users)
             .where(F.col("_nu") >= min_user)

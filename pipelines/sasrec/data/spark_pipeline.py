@@ -39,7 +39,14 @@ from sasrec.data.errors import DataError
 from sasrec.data.prepared import publish_prepared
 from sasrec.data.spark_kcore import k_core
 from sasrec.data.spark_reading import POS, read_events
-from sasrec.data.spark_session import SparkSettings, checkpoint, shuffle_partitions, spark_session
+from sasrec.data.spark_session import (
+    SHUFFLE_PARTITIONS,
+    SparkSettings,
+    checkpoint,
+    partitions_for,
+    shuffle_partitions,
+    spark_session,
+)
 from sasrec.data.splitting import resolve_cutoffs
 from sasrec.vocabulary import ItemVocabulary
 
@@ -459,13 +466,23 @@ def prepare_with_spark(
     # the partitioning a checkpoint records, so it is off while this runs.
     adaptive = spark.conf.get(_ADAPTIVE, "true")
     spark.conf.set(_ADAPTIVE, "false")
+    width = spark.conf.get(SHUFFLE_PARTITIONS)
+    parsed = None
     try:
-        events, info, first_seen = read_events(spark, data.path, data.preset, data.reader)
+        events, info, first_seen, parsed = read_events(spark, data.path, data.preset, data.reader)
+        # Every shuffle by user from here on has this width (set before the
+        # first one, so the checkpoints share one partitioning).
+        width_here = partitions_for(spark, info["rows"], settings.events_per_partition)
+        spark.conf.set(SHUFFLE_PARTITIONS, str(width_here))
+        first_seen = checkpoint(first_seen)
         source = {"path": info["file"], "preset": data.preset, "format": info["format"]}
         report = DataReport(source=source)
         report.read = info
         columns = [USER, ITEM, TIMESTAMP] + [c for c in (EVENT, RATING) if c in info["columns"]]
         events, pairs, report = clean(events, data, report, columns)
+        # The duplicates step checkpointed the events and first_seen is
+        # checkpointed: nothing reads the parsed log again.
+        parsed.unpersist()
         n = report.steps[-1]["after"]
         stats, per_item, per_user = compute_stats(pairs)
         items = ItemRanks.of(per_item, stats["items"])
@@ -486,6 +503,9 @@ def prepare_with_spark(
         )
     finally:
         spark.conf.set(_ADAPTIVE, adaptive)
+        spark.conf.set(SHUFFLE_PARTITIONS, width)
+        if parsed is not None:  # a failed run leaves no cached log either
+            parsed.unpersist()
         if own_checkpoints:
             shutil.rmtree(checkpoints, ignore_errors=True)
     return report, summary

@@ -23,7 +23,8 @@ text, epoch numbers that change unit) is listed in
 docs/spark.md.
 
 Example:
-    >>> events, info = read_events(spark, "logs/*.parquet", None, {})  # doctest: +SKIP
+    >>> events, info, first_seen, parsed = read_events(spark, "logs/*.parquet", None, {})
+    ... # doctest: +SKIP
     >>> info["rows"], events.columns[:3]  # doctest: +SKIP
     (10000000, ['user_id', 'item_id', 'timestamp'])
 """
@@ -223,12 +224,14 @@ def _resolve(path: str, opts: ReaderOptions) -> str:
 
 def read_events(
     spark: Any, path: str, preset: str | None, reader: dict[str, Any]
-) -> tuple[Any, dict[str, Any], Any]:
-    """Reads a file, folder or glob: ``(events, read info, first_seen)``.
+) -> tuple[Any, dict[str, Any], Any, Any]:
+    """Reads a file, folder or glob: ``(events, read info, first_seen, parsed)``.
 
     ``first_seen`` has each user's first ``_pos`` in the log as read (rows
     dropped later count too: the pandas readers number users by their first
-    row with an id), the order users are numbered in.
+    row with an id), the order users are numbered in. ``parsed`` is the
+    persisted parse of the log that ``events`` and ``first_seen`` read: the
+    caller unpersists it once both are materialized.
 
     Raises:
         DataError: Bad input, named by file and line (or row); with
@@ -268,8 +271,10 @@ def read_events(
         out.append((F.unix_micros(instant) / 1e6).alias("_time_iso"))
     frame = frame.select(*out, POS, FILE, LINE, ROW)
     # Parsed once: the counts, the unit, the examples and the pipeline all read
-    # this (memory, spilling to the executors' disks), not the files again.
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    # this, not the files again. On the executors' disks only: held in memory
+    # it kept about half of an executor's unified memory through the whole
+    # run, and the per-user steps then ran out of execution memory (100M).
+    frame = parsed = frame.persist(StorageLevel.DISK_ONLY)
     rows = frame.count()
 
     if time_raw is None:
@@ -350,7 +355,7 @@ def read_events(
         "columns": dict(columns),
         "events": int(rows - n_missing - bad_total),
     }
-    return kept, info, first_seen
+    return kept, info, first_seen, parsed
 
 
 def _raw_value(text: str | None, fmt: str, numeric: bool) -> Any:

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+
 
 @dataclass(frozen=True)
 class SparkSettings:
@@ -30,6 +32,11 @@ class SparkSettings:
             local folder.
         shuffle_partitions: ``spark.sql.shuffle.partitions`` when the session
             is created here.
+        events_per_partition: The most rows of the log one shuffle partition
+            gets: a run raises the session's shuffle partitions to the log's
+            rows over this (never lowers them), so a per-user task (the
+            sequences' sort) holds a bounded slice of the log however large
+            it is.
         conf: More Spark settings for a session created here (e.g.
             ``{"spark.driver.memory": "4g"}``: in ``local`` mode the driver
             JVM runs the executors too).
@@ -43,9 +50,12 @@ class SparkSettings:
     remote: str | None = None
     checkpoint_dir: str | None = None
     shuffle_partitions: int = 8
+    events_per_partition: int = 2_000_000
     conf: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.events_per_partition < 1:
+            raise ValueError(f"events_per_partition must be >= 1, got {self.events_per_partition}")
         if self.master and self.remote:
             raise ValueError("--spark-master and --spark-remote are alternatives: give one")
         if self.remote and self.checkpoint_dir:
@@ -72,9 +82,8 @@ def spark_session(settings: SparkSettings) -> Any:
         builder = builder.config("spark.pyspark.python", sys.executable)
     if master:
         builder = builder.master(master)
-    builder = builder.config(
-        "spark.sql.shuffle.partitions", str(settings.shuffle_partitions)
-    ).config("spark.ui.showConsoleProgress", "false")
+    builder = builder.config(SHUFFLE_PARTITIONS, str(settings.shuffle_partitions))
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
     for key, value in settings.conf:  # last, so they win
         builder = builder.config(key, value)
     return builder.getOrCreate()
@@ -98,6 +107,12 @@ def checkpoint(frame: Any) -> Any:
     return frame.checkpoint(eager=True)
 
 
+def partitions_for(spark: Any, rows: int, events_per_partition: int) -> int:
+    """The session's shuffle partitions, raised to ``ceil(rows / events_per_partition)``."""
+    configured = int(spark.conf.get(SHUFFLE_PARTITIONS))
+    return max(configured, -(-rows // events_per_partition))
+
+
 def shuffle_partitions(frame: Any) -> int:
     """The session's ``spark.sql.shuffle.partitions`` (the width of every shuffle by user)."""
-    return int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    return int(frame.sparkSession.conf.get(SHUFFLE_PARTITIONS))
