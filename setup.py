@@ -77,7 +77,7 @@ class OptionalBuildExt(build_ext):
         try:
             import pybind11
         except ImportError:
-            notice(f"pybind11 is not installed: the compiled scoring kernel is NOT built; {fallback}")
+            notice(f"pybind11 is missing: the compiled scoring kernel is NOT built; {fallback}")
             return
         includes = {pybind11.get_include(), sysconfig.get_path("include")}
         includes.add(sysconfig.get_path("platinclude"))
