@@ -9,11 +9,14 @@ copy of the build's files, with ``CXX`` naming a compiler that does not exist.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = ROOT / "sasrec" / "engines" / "kernel"
@@ -57,3 +60,11 @@ def test_an_up_to_date_library_needs_no_compiler(tmp_path: Path) -> None:
     done = run_build(script)
     assert done.returncode == 0 and "is up to date" in done.stderr, done.stderr
     assert library.read_bytes() == b"built earlier"
+
+
+def test_the_script_installs_what_pyproject_builds_with() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    script = (KERNEL / "build.sh").read_text()
+    (line,) = [line for line in script.splitlines() if line.startswith("REQUIRES=(")]
+    assert re.findall(r'"([^"]+)"', line) == requires

@@ -14,7 +14,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 PY="${1:-$REPO/.venv/bin/python}"
 
-"$PY" -c "import pybind11" 2>/dev/null || "$PY" -m pip install --quiet "pybind11>=2.12"
+# pyproject.toml's [build-system] requires (a fresh venv's setuptools is too old to
+# read pyproject.toml); tests/engines/test_kernel_build.py keeps the two lists equal.
+REQUIRES=("setuptools>=77" "wheel" "pybind11>=2.12")
+"$PY" -c "import pybind11, setuptools, wheel; assert int(setuptools.__version__.split('.')[0]) >= 77" \
+  2>/dev/null || "$PY" -m pip install --quiet "${REQUIRES[@]}"
 cd "$REPO"
 # build_ext's temporary folder under build/ (git-ignored); setup.py prints the
 # notices (built / up to date / not built and why) and never fails the build.
