@@ -4,9 +4,15 @@
 # Stage 1 builds wheels (sasrec with the Faiss and Redis extras); stage 2 installs
 # them on a slim Python without compilers, pip caches or sources, and runs as a
 # non-root user. TensorFlow is in the image because a version is a Keras model.
+# Stage 1 has g++ so sasrec's wheel carries the compiled scoring kernel (setup.py:
+# portable -O3 with AVX2/AVX-512 clones picked at load): `--engine auto` then
+# serves with `compiled`. The kernel needs only libstdc++, already in the slim image.
 FROM python:3.11-slim AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY sasrec sasrec
 COPY pipelines pipelines
 COPY serving/sasrec serving/sasrec

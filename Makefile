@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) kernel
 
 ## The compiled scoring kernel (the default "compiled" engine): g++ and pybind11 only,
-## no root; recompiles only when its source is newer; without g++ a notice, and
-## serving uses the numpy engine.
+## no root; setup.py's build (the one pip install and pip wheel run) in place;
+## recompiles only when its source is newer; without g++ a notice, and serving
+## uses the numpy engine.
 kernel: $(STAMP)
 	bash sasrec/engines/kernel/build.sh $(BIN)/python
 

@@ -110,3 +110,14 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check() -> None:
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*sasrec\.serving\.health_probe", final, flags=re.M | re.S)
     assert "COPY --from=build" in final
+
+
+def test_only_the_build_stage_has_a_compiler_and_it_builds_the_kernel() -> None:
+    # The wheel stage compiles the scoring kernel (setup.py), so the image serves
+    # with the compiled engine; the runtime stage installs wheels only.
+    text = (REPO / "Dockerfile").read_text()
+    build, final = text[: text.rindex("\nFROM ")], text[text.rindex("\nFROM ") :]
+    assert re.search(r"apt-get install .*\bg\+\+", build, flags=re.S)
+    assert re.search(r"^COPY .*\bsetup\.py\b", build, flags=re.M)
+    assert "!setup.py" in (REPO / ".dockerignore").read_text().splitlines()
+    assert not re.search(r"apt-get|\bg\+\+|gcc|build-essential", final)

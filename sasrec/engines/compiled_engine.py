@@ -2,8 +2,8 @@
 
 The NumPy engine spends most of a lone request's 0.3 ms in about a hundred
 NumPy calls of a microsecond each. The compiled kernel
-(``sasrec/engines/kernel/scoring_kernel.cc``, built by ``make setup`` through
-``sasrec/engines/kernel/build.sh``) runs the same arithmetic on the same
+(``sasrec/engines/kernel/scoring_kernel.cc``, an optional extension built by
+``setup.py``: ``pip install``, the wheel, ``make setup``) runs the same arithmetic on the same
 weights, those :class:`~sasrec.engines.numpy_sasrec.NumpySASRec` copied and
 folded at load, as straight loops: the encoder over each history's real
 positions (the last block for the last position only), the item scores,
@@ -32,7 +32,7 @@ from sasrec.engines.engine import TopK
 from sasrec.engines.numpy_engine import NumpyEngine
 from sasrec.padding import pad_left
 
-# The extension module build.sh writes next to this file.
+# The extension module setup.py builds next to this file.
 KERNEL_MODULE = "sasrec.engines._scoring_kernel"
 
 
@@ -43,7 +43,7 @@ def _kernel_module() -> tuple[Any, str | None]:
     except ImportError as err:
         return None, (
             f"the compiled scoring kernel is not built ({err}); "
-            "run `make setup` (needs g++) or sasrec/engines/kernel/build.sh"
+            "run `make setup` or reinstall the package with g++ present"
         )
 
 

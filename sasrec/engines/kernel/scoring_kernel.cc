@@ -9,7 +9,7 @@
 // Where NumPy pays about a microsecond per call for ~100 tiny calls, this is
 // straight loops; the GIL is released while it computes.
 //
-// Build: sasrec/engines/kernel/build.sh (plain -O3 for the x86-64 baseline;
+// Build: setup.py's optional extension (pip install, make kernel; plain -O3 for the x86-64 baseline;
 // the hot loops are cloned for AVX2+FMA and AVX-512 and picked at load time
 // by the CPU's features, so one build runs on any x86-64 machine).
 #include <pybind11/numpy.h>
