@@ -320,3 +320,18 @@ def test_streamed_batches_reach_tf_data_one_by_one_with_the_packed_shapes(prepar
     }
     shared = _dataset(stream, negatives_per_sequence=True).element_spec["negatives"]
     assert shared == tf.TensorSpec((None, 1, 2), tf.int32)
+
+
+def test_batch_shared_negatives_stream_as_one_set_per_batch(prepared: Path) -> None:
+    """The large-catalogue default (one set of n items per batch) through the streamed path."""
+    import tensorflow as tf
+
+    stream = PreparedStream.open(prepared)
+    dataset = _dataset(stream, num_negatives=3, negatives_per_batch=True, exclude_seen=False)
+    assert dataset.element_spec["negatives"] == tf.TensorSpec((1, 1, 3), tf.int32)
+    batches = list(dataset)
+    assert batches
+    for batch in batches:
+        negatives = batch["negatives"].numpy().ravel()
+        assert len(set(negatives.tolist())) == 3
+        assert negatives.min() >= 1 and negatives.max() <= NUM_ITEMS
