@@ -283,6 +283,9 @@ class CompileAhead:
         optimizer = self.model.optimizer
         if not widths or optimizer is None or int(optimizer.iterations.numpy()) != 0:
             return
+        if getattr(optimizer, "weight_decay", None) or getattr(optimizer, "use_ema", False):
+            # Decay and moving averages move the weights without a gradient.
+            return
         try:
             function = self._train_concrete_function()
         except TypeError:

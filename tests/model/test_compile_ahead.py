@@ -202,3 +202,13 @@ def test_in_place_widths_only_for_a_model_past_the_size_threshold(monkeypatch):
     assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 3
     monkeypatch.setattr(compile_ahead, "IN_PLACE_MIN_BYTES", size + 1)
     assert compile_ahead.in_place_widths(model, [8, 4, 2]) == 0
+
+
+def test_no_in_place_compile_when_the_optimizer_moves_weights_without_a_gradient():
+    """Weight decay changes the weights on a zero gradient: those widths go to the thread."""
+    keras.utils.set_random_seed(7)
+    model = SASRec(num_items=NUM_ITEMS, hidden_dim=8, num_blocks=1, max_len=MAX_LEN, loss="bce")
+    model.compile(optimizer=keras.optimizers.AdamW(weight_decay=0.1), jit_compile=True)
+    ahead = CompileAhead(model, _dataset().element_spec, BATCH, [8, 4], MAX_LEN, in_place=2)
+    ahead._compile_in_place([8, 4])
+    assert ahead.compiled == [] and ahead.ready_widths() == []
