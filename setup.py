@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import warnings
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -36,9 +37,26 @@ KERNEL_SOURCE = "sasrec/engines/kernel/scoring_kernel.cc"
 KERNEL_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wno-psabi"]
 
 
+class KernelNotBuiltWarning(UserWarning):
+    """The package installs without the compiled scoring kernel, and says why.
+
+    A warning, not a print: pip hides a build's output unless ``-v`` but shows
+    the backend's warnings, so ``pip install -q .`` without g++ still tells.
+
+    Example:
+        >>> warnings.warn("sasrec kernel: g++ not found", KernelNotBuiltWarning)  # doctest: +SKIP
+    """
+
+
 def notice(message: str) -> None:
-    """A line on stderr that pip shows (its build output is otherwise hidden)."""
+    """A progress line (built, up to date) on stderr; pip shows it with ``-v``."""
     print(f"sasrec kernel: {message}", file=sys.stderr, flush=True)
+
+
+def not_built(reason: str) -> None:
+    """The kernel is skipped: a warning naming ``reason`` and the fallback."""
+    message = f"sasrec kernel: {reason}: the compiled scoring kernel is NOT built; "
+    warnings.warn(message + "serving uses the numpy engine", KernelNotBuiltWarning, stacklevel=2)
 
 
 class OptionalBuildExt(build_ext):
@@ -66,18 +84,14 @@ class OptionalBuildExt(build_ext):
             if newest <= target.stat().st_mtime:
                 notice(f"{target} is up to date")
                 return
-        fallback = "serving uses the numpy engine"
         compiler = shlex.split(os.environ.get("CXX") or "g++")
         if shutil.which(compiler[0]) is None:
-            notice(
-                f"{compiler[0]} not found: the compiled scoring kernel is NOT built; "
-                f"{fallback} (install g++ and rebuild)"
-            )
+            not_built(f"{compiler[0]} not found (install g++ and rebuild)")
             return
         try:
             import pybind11
         except ImportError:
-            notice(f"pybind11 is missing: the compiled scoring kernel is NOT built; {fallback}")
+            not_built("pybind11 is missing")
             return
         includes = {pybind11.get_include(), sysconfig.get_path("include")}
         includes.add(sysconfig.get_path("platinclude"))
@@ -94,7 +108,7 @@ class OptionalBuildExt(build_ext):
         print(shlex.join(command), flush=True)
         if subprocess.run(command, check=False).returncode != 0:
             partial.unlink(missing_ok=True)
-            notice(f"compiling the scoring kernel FAILED (above); {fallback}")
+            not_built("compiling it FAILED (the compiler's output: above, or with pip -v)")
             return
         os.replace(partial, target)  # atomic: a half-written library is never imported
         notice(f"built {target}")
