@@ -53,35 +53,24 @@ def test_estimate_is_three_float32_tensors_of_batch_width_catalogue() -> None:
     assert softmax_logit_bytes(128, 50, 444_596) == 3 * 128 * 50 * 444_597 * 4 == 34_145_049_600
 
 
-def test_default_loss_past_the_budget_trains_the_batch_sampled_softmax_and_says_why(
+def test_default_loss_past_the_budget_trains_with_gbce_and_says_why(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setenv(BUDGET_ENV, str(SOFTMAX_BYTES - 1))
     code, out = _train(tmp_path, "--num-negatives", "8")
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    line = next(x for x in captured.out.splitlines() if x.startswith("loss: sampled_softmax"))
-    assert "8 negatives shared by the batch" in line
+    line = next(x for x in captured.out.splitlines() if x.startswith("loss: gbce"))
+    assert "8 negatives" in line and "t=0.75" in line
     assert f"{SOFTMAX_BYTES:,} bytes" in line and f"{SOFTMAX_BYTES - 1:,} bytes" in line
     config = load_model_dir(latest_version(out)).config
-    assert (config.loss, config.num_negatives, config.negative_sharing) == (
-        "sampled_softmax",
-        8,
-        "batch",
-    )
+    assert (config.loss, config.num_negatives, config.gbce_t) == ("gbce", 8, 0.75)
 
 
-def test_default_negatives_past_the_budget_are_a_batch_set_below_the_catalogue() -> None:
-    # 4,096 negatives would pass the 30 items: the batch draws 29 (every item but one).
+def test_default_negatives_past_the_budget_are_gsasrecs_256() -> None:
     overrides, note = choose_loss({"max_len": 10}, ITEMS, 16, budget_bytes=SOFTMAX_BYTES - 1)
-    assert overrides == {
-        "max_len": 10,
-        "loss": "sampled_softmax",
-        "num_negatives": ITEMS - 1,
-        "negative_sharing": "batch",
-        "hidden_dim": 128,
-    }
-    assert note is not None and "29 negatives shared by the batch" in note
+    assert overrides == {"max_len": 10, "loss": "gbce", "num_negatives": 256}
+    assert note is not None and "256 negatives" in note
 
 
 def test_explicit_softmax_past_the_budget_is_exit_2_with_the_numbers(
@@ -93,12 +82,12 @@ def test_explicit_softmax_past_the_budget_is_exit_2_with_the_numbers(
     assert code == 2
     assert f"{SOFTMAX_BYTES:,} bytes" in err  # the estimate
     assert f"{SOFTMAX_BYTES - 1:,} bytes" in err  # the budget
-    assert "--loss sampled_softmax --negative-sharing batch --num-negatives 4096" in err
+    assert "--loss gbce --num-negatives 256" in err
     assert latest_version(out) is None
 
 
 def test_explicit_softmax_in_the_library_raises_before_training() -> None:
-    with pytest.raises(SoftmaxTooLargeError, match="--loss sampled_softmax --negative-sharing"):
+    with pytest.raises(SoftmaxTooLargeError, match="--loss gbce --num-negatives 256"):
         choose_loss({"loss": "softmax", "max_len": 10}, ITEMS, 16, budget_bytes=SOFTMAX_BYTES - 1)
 
 
@@ -107,7 +96,7 @@ def test_at_the_budget_nothing_changes(tmp_path: Path, monkeypatch, capsys) -> N
     code, out = _train(tmp_path)
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "loss: sampled_softmax" not in captured.out
+    assert "loss: gbce" not in captured.out
     config = load_model_dir(latest_version(out)).config
     assert (config.loss, config.num_negatives) == ("softmax", 1)
 

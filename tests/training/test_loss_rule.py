@@ -1,4 +1,4 @@
-"""The default loss by catalogue size: the full softmax where it is cheap, sampled past that.
+"""The default loss by catalogue size: the full softmax where it is cheap, gBCE past that.
 
 Memory is not the limit in these cases (a budget of 10^12 bytes), so only
 the catalogue-size rule of ``sasrec.training.loss_choice`` decides.
@@ -23,45 +23,21 @@ def test_up_to_the_threshold_the_default_is_the_full_softmax(num_items: int) -> 
 
 
 @pytest.mark.parametrize("num_items", [SOFTMAX_MAX_ITEMS + 1, 23_715, 444_596])
-def test_past_the_threshold_the_default_is_the_batch_sampled_softmax_and_says_why(
-    num_items: int,
-) -> None:
+def test_past_the_threshold_the_default_is_gbce_256_and_says_why(num_items: int) -> None:
     # The threshold's first catalogue, Games and the reported 444,596-item one.
     overrides, note = choose_loss({"max_len": 50}, num_items, 128, budget_bytes=AMPLE)
-    assert overrides == {
-        "max_len": 50,
-        "loss": "sampled_softmax",
-        "num_negatives": 4096,
-        "negative_sharing": "batch",
-        "hidden_dim": 128,
-    }
+    assert overrides == {"max_len": 50, "loss": "gbce", "num_negatives": 256}
     assert note is not None
-    assert note.startswith(
-        "loss: sampled_softmax with 4,096 negatives shared by the batch, hidden dim 128"
-    )
+    assert note.startswith("loss: gbce with 256 negatives, t=0.75")
     assert f"{num_items:,} items, more than {SOFTMAX_MAX_ITEMS:,}" in note
 
 
-def test_past_the_threshold_chosen_negatives_and_sharing_are_kept() -> None:
+def test_past_the_threshold_chosen_negatives_and_temperature_are_kept() -> None:
     overrides, note = choose_loss(
-        {"num_negatives": 64, "negative_sharing": "sequence", "hidden_dim": 32},
-        SOFTMAX_MAX_ITEMS + 1,
-        128,
-        budget_bytes=AMPLE,
+        {"num_negatives": 64, "gbce_t": 0.5}, SOFTMAX_MAX_ITEMS + 1, 128, budget_bytes=AMPLE
     )
-    assert overrides == {
-        "num_negatives": 64,
-        "negative_sharing": "sequence",
-        "hidden_dim": 32,
-        "loss": "sampled_softmax",
-    }
-    assert note is not None and "64 negatives shared by the sequence" in note
-
-
-def test_a_batch_set_never_reaches_the_catalogue() -> None:
-    # Past the memory budget on a small catalogue: n distinct items other than the positive.
-    overrides, _ = choose_loss({}, 1_000, 128, budget_bytes=1)
-    assert (overrides["num_negatives"], overrides["negative_sharing"]) == (999, "batch")
+    assert overrides == {"num_negatives": 64, "gbce_t": 0.5, "loss": "gbce"}
+    assert note is not None and "64 negatives, t=0.5" in note
 
 
 def test_an_explicit_loss_is_never_replaced_when_memory_allows() -> None:

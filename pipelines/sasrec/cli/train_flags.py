@@ -25,11 +25,7 @@ from typing import Any
 from sasrec.cli.dataclass_flags import Flag, add_field_flags, values_from_args
 from sasrec.config import LOSSES, NEGATIVE_SHARINGS, POSITION_EMBEDDINGS, SASRecConfig
 from sasrec.training.distribution import STRATEGIES
-from sasrec.training.loss_choice import (
-    LARGE_CATALOGUE_HIDDEN_DIM,
-    LARGE_CATALOGUE_NEGATIVES,
-    SOFTMAX_MAX_ITEMS,
-)
+from sasrec.training.loss_choice import SOFTMAX_MAX_ITEMS
 from sasrec.training.options import (
     LOSS_NORMALIZATIONS,
     NEGATIVE_EXCLUSIONS,
@@ -45,9 +41,9 @@ MODEL_FIELDS_FROM_DATA = ("num_items",)
 
 # Flags whose default is "not given" (None): the training job resolves them
 # from the data (``sasrec.training.loss_choice``: past a catalogue size or the
-# memory budget the default softmax becomes the batch-shared sampled softmax).
-# Their defaults are still the SASRecConfig fields', defined there once.
-MODEL_FIELDS_RESOLVED_LATER = ("loss", "num_negatives", "negative_sharing", "hidden_dim")
+# memory budget the default softmax becomes gBCE with 256 negatives). Their defaults are still
+# the SASRecConfig fields', defined there once.
+MODEL_FIELDS_RESOLVED_LATER = ("loss", "num_negatives")
 
 MODEL_FLAGS: dict[str, Flag] = {
     "norm_first": Flag(
@@ -104,15 +100,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     # which must wait until the console is configured.
     defaults = {f.name: f.default for f in dataclasses.fields(SASRecConfig)}
     notes = {
-        "loss": f"Not given: softmax up to {SOFTMAX_MAX_ITEMS:,} items, sampled_softmax past "
-        "that or when the full softmax would pass its memory budget (see README, Training on "
-        "your logs).",
-        "num_negatives": f"Not given: {LARGE_CATALOGUE_NEGATIVES} when the sampled softmax "
-        "is chosen for a large catalogue.",
-        "negative_sharing": "Not given: batch when the sampled softmax is chosen for a "
-        "large catalogue.",
-        "hidden_dim": f"Not given: {LARGE_CATALOGUE_HIDDEN_DIM} when the sampled softmax is "
-        "chosen for a large catalogue.",
+        "loss": f"Not given: softmax up to {SOFTMAX_MAX_ITEMS:,} items, gbce past that or "
+        "when the full softmax would pass its memory budget (see README, Training on your logs).",
+        "num_negatives": "Not given: 256 when gbce is chosen for a large catalogue.",
     }
     for action in group._group_actions:
         name = action.dest.removeprefix(MODEL_PREFIX)

@@ -5,7 +5,7 @@ One module per job::
     options.py             DataOptions, TrainOptions (the command line's defaults)
     preparation.py         prepare_data -> Prepared (clean log, vocabulary, split)
     run.py                 run_training: the orchestrator, top to bottom
-    loss_choice.py         choose_loss: the sampled softmax where the full one costs too much
+    loss_choice.py         choose_loss: gbce when the full softmax passes its memory budget
     distribution.py        --strategy: tf.distribute strategies, TF_CONFIG, workers' shards
     checkpoint.py          OUT/.checkpoint and what --resume must match
     run_lock.py            OUT/.train.lock: one live run per OUT

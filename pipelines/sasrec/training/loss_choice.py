@@ -1,20 +1,15 @@
-"""The loss for the catalogue: the full softmax where it is cheap, a sampled softmax past that.
+"""The loss for the catalogue: the full softmax where it is cheap, gBCE past that.
 
 The full softmax scores every position of a batch against the whole
 catalogue: its cost per step grows with the catalogue, ``batch × width ×
-(N + 1)`` logits. On small catalogues the softmax is cheap and the best
-loss; on Games' 23,715 items an epoch of it took about 18 times one of BCE
-measured side by side, so a 10-minute budget buys it too few epochs
+(N + 1)`` logits, while gBCE with ``n`` negatives per sequence scores
+``batch × (width + n)``. On small catalogues the softmax is cheap and the
+best loss; on Games' 23,715 items an epoch of it took about 18 times one of
+BCE measured side by side, so a 10-minute budget buys it too few epochs
 (docs/benchmarks.md, "The default loss"). Past :data:`SOFTMAX_MAX_ITEMS`
-items a run that does not choose its loss therefore trains the softmax on
-a sample: :data:`LARGE_CATALOGUE_NEGATIVES` uniform items drawn once per
-batch and scored by every position (``negative_sharing="batch"``, the
-softmax's matmul on ``n`` columns), with items of
-:data:`LARGE_CATALOGUE_HIDDEN_DIM` dimensions unless the width is given,
-and says so. On Games that converged in fewer epochs than gBCE with 256
-negatives per sequence, each epoch cheaper, and ranked better; the wider
-items ranked better again at equal epochs (the measurements are in
-docs/benchmarks.md).
+items a run that does not choose its loss therefore trains with gBCE
+(gSASRec's recipe: :data:`LARGE_CATALOGUE_NEGATIVES` negatives, t=0.75) and
+says so.
 
 Memory bounds the softmax too: training holds three tensors of its logits'
 shape at once (the logits, their softmax and the gradient). With the default
@@ -24,9 +19,8 @@ tensor is built:
 
 * the loss was not chosen (no ``--loss``; no ``"loss"`` in the model
   overrides) and the catalogue has more than :data:`SOFTMAX_MAX_ITEMS` items
-  or the softmax would pass the memory budget: train the batch-shared
-  sampled softmax, which needs ``batch × width × negatives`` scores, and say
-  why;
+  or the softmax would pass the memory budget: train with gBCE, which needs
+  ``batch × (width + negatives)`` scores, and say why;
 * ``softmax`` was asked for explicitly past the budget:
   :class:`SoftmaxTooLargeError` (exit 2) naming the bytes, the budget and the
   flags to use instead;
@@ -42,9 +36,6 @@ batch and width the switch happens past about 104,000 items.
 Example:
     >>> softmax_logit_bytes(batch_size=128, width=50, num_items=444_596)
     34145049600
-    >>> chosen = choose_loss({}, 23_715, 128, budget_bytes=10**12)[0]
-    >>> [chosen[k] for k in ("loss", "num_negatives", "negative_sharing", "hidden_dim")]
-    ['sampled_softmax', 4096, 'batch', 128]
 """
 
 from __future__ import annotations
@@ -59,13 +50,9 @@ MEMORY_FRACTION = 0.25
 # Logits, their softmax and their gradient are alive together in a step.
 TENSORS_ALIVE = 3
 FLOAT_BYTES = 4
-LARGE_CATALOGUE_LOSS = "sampled_softmax"
-LARGE_CATALOGUE_NEGATIVES = 4096
-LARGE_CATALOGUE_SHARING = "batch"
-# The model width past SOFTMAX_MAX_ITEMS when none is given (SASRecConfig's
-# default, 64, below it).
-LARGE_CATALOGUE_HIDDEN_DIM = 128
-# Past this many items a run without --loss trains the sampled softmax even when the
+LARGE_CATALOGUE_LOSS = "gbce"
+LARGE_CATALOGUE_NEGATIVES = 256
+# Past this many items a run without --loss trains with gBCE even when the
 # softmax fits in memory (see the module docstring): the softmax stays on
 # ML-1M (3,416 items) and Games' 5-core subset (10,673 items: 12 s per epoch
 # on 2 cores), not on the whole of Games (23,715 items).
@@ -125,12 +112,12 @@ def choose_loss(
 
     Example:
         >>> overrides, note = choose_loss({"max_len": 10}, 1000, 10, budget_bytes=10_000)
-        >>> overrides["loss"], overrides["num_negatives"], overrides["negative_sharing"]
-        ('sampled_softmax', 999, 'batch')
+        >>> overrides["loss"], overrides["num_negatives"]
+        ('gbce', 256)
         >>> choose_loss({"max_len": 10}, 1000, 10, budget_bytes=10**9)
         ({'max_len': 10}, None)
         >>> choose_loss({}, 23_715, 128, budget_bytes=10**12)[0]["loss"]
-        'sampled_softmax'
+        'gbce'
     """
     config = SASRecConfig(num_items=num_items, **model_overrides)
     if config.loss != "softmax":
@@ -142,7 +129,7 @@ def choose_loss(
             return model_overrides, None
         why = (
             f"{num_items:,} items, more than {SOFTMAX_MAX_ITEMS:,}: the full softmax's "
-            f"{num_items + 1:,} scores per position cost many times a sample's"
+            f"{num_items + 1:,} scores per position cost many times gBCE's"
         )
         return _large_catalogue(model_overrides, config, why)
     why = (
@@ -154,8 +141,7 @@ def choose_loss(
     if "loss" in model_overrides:
         raise SoftmaxTooLargeError(
             f"--loss softmax: {why}. Use a sampled loss: --loss {LARGE_CATALOGUE_LOSS} "
-            f"--negative-sharing {LARGE_CATALOGUE_SHARING} --num-negatives "
-            f"{LARGE_CATALOGUE_NEGATIVES} (or a smaller --batch-size/--max-len; "
+            f"--num-negatives {LARGE_CATALOGUE_NEGATIVES} (or a smaller --batch-size/--max-len; "
             f"{BUDGET_ENV} sets the budget)"
         )
     return _large_catalogue(model_overrides, config, why)
@@ -164,23 +150,12 @@ def choose_loss(
 def _large_catalogue(
     model_overrides: dict[str, Any], config: SASRecConfig, why: str
 ) -> tuple[dict[str, Any], str]:
-    """The batch-shared sampled softmax instead of the full one, and the line that says why."""
-    # Negatives and sharing the user chose are kept. A batch's set is
-    # distinct items other than a positive: fewer than the catalogue.
-    sharing = model_overrides.get("negative_sharing", LARGE_CATALOGUE_SHARING)
+    """gBCE instead of the default softmax, and the line that says why."""
+    # Negatives the user chose are kept; otherwise gSASRec's number.
     negatives = model_overrides.get("num_negatives", LARGE_CATALOGUE_NEGATIVES)
-    if sharing == "batch":
-        negatives = min(negatives, config.num_items - 1)
-    chosen = {
-        **model_overrides,
-        "loss": LARGE_CATALOGUE_LOSS,
-        "num_negatives": negatives,
-        "negative_sharing": sharing,
-        "hidden_dim": model_overrides.get("hidden_dim", LARGE_CATALOGUE_HIDDEN_DIM),
-    }
+    chosen = {**model_overrides, "loss": LARGE_CATALOGUE_LOSS, "num_negatives": negatives}
     note = (
-        f"loss: {LARGE_CATALOGUE_LOSS} with {negatives:,} negatives shared by the "
-        f"{sharing}, hidden dim {chosen['hidden_dim']} (not the default softmax: {why}; "
-        "pass --loss to choose)"
+        f"loss: {LARGE_CATALOGUE_LOSS} with {negatives} negatives, t={config.gbce_t} "
+        f"(not the default softmax: {why}; pass --loss to choose)"
     )
     return chosen, note
