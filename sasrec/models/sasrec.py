@@ -13,6 +13,12 @@ from keras import ops
 from sasrec.config import LOSSES, NEGATIVE_SHARINGS, SASRecConfig
 from sasrec.layers._checks import check_positive_int
 from sasrec.layers.sasrec_encoder import SASRecEncoder
+from sasrec.models.candidate_logits import (
+    batch_negative_logits,
+    full_softmax_loss,
+    per_position_logits,
+    sequence_negative_logits,
+)
 
 _NEG_INF = float("-inf")
 
@@ -279,7 +285,7 @@ class SASRec(keras.Model):
         else:
             denominator = self.loss_denominator
         if self.loss_name == "softmax":
-            return self._full_softmax_loss(hidden, positives, valid) / denominator
+            return full_softmax_loss(hidden, positives, valid, self.item_embeddings) / denominator
         if negatives is None:
             raise ValueError(
                 f"SASRec(loss={self.loss_name!r}) needs 'negatives' (B, t, n) in the batch"
@@ -290,8 +296,9 @@ class SASRec(keras.Model):
                 "negatives must have shape (B, t, n) or (B, 1, n), received shape "
                 f"{tuple(negatives.shape)}"
             )
+        lookup = self.encoder.item_embedding.lookup
         if self.negative_sharing == "batch":
-            positive, negative = self._batch_negative_logits(hidden, positives, negatives)
+            positive, negative = batch_negative_logits(lookup, hidden, positives, negatives)
             if self.loss_name == "sampled_softmax":
                 # Uniform draws without replacement: (N - 1) / n times the
                 # sampled exponentials estimates the sum over every
@@ -302,14 +309,10 @@ class SASRec(keras.Model):
                 return ops.sum(ops.where(valid, per_position, 0.0)) / denominator
             logits = None
         elif negatives.shape[1] == 1:
-            positive, negative = self._shared_negative_logits(hidden, positives, negatives)
+            positive, negative = sequence_negative_logits(lookup, hidden, positives, negatives)
             logits = ops.concatenate([positive[:, :, None], negative], axis=-1)
         else:
-            # One gather for the positive and all negatives.
-            candidates = ops.concatenate([positives[:, :, None], negatives], axis=-1)
-            candidate_vectors = self.encoder.item_embedding.lookup(candidates)  # (B, t, 1+n, d)
-            # Multiply-and-sum: a batched matmul of (1 + n, d) x (d, 1) is slower.
-            logits = ops.sum(candidate_vectors * hidden[:, :, None, :], axis=-1)
+            logits = per_position_logits(lookup, hidden, positives, negatives)
             positive, negative = logits[:, :, 0], logits[:, :, 1:]
         if self.loss_name == "sampled_softmax":
             per_position = ops.logsumexp(logits, axis=-1) - positive
@@ -319,36 +322,6 @@ class SASRec(keras.Model):
                 ops.log_sigmoid(-negative), axis=-1
             )
         return ops.sum(ops.where(valid, per_position, 0.0)) / denominator
-
-    def _shared_negative_logits(self, hidden: Any, positives: Any, negatives: Any) -> Any:
-        """Logits with one set of n negatives per sequence (gSASRec's sampling).
-
-        ``negatives (B, 1, n)`` serve every position of their sequence: one
-        ``(B, n, d)`` gather and a ``(t, d) x (d, n)`` matmul per sequence
-        instead of a ``(B, t, n, d)`` gather, which makes hundreds of negatives
-        affordable. A negative equal to a position's positive gets a logit of
-        -1e9 there, so it adds nothing to either BCE or softmax losses.
-        """
-        positive = ops.sum(self.encoder.item_embedding.lookup(positives) * hidden, axis=-1)
-        negative_vectors = self.encoder.item_embedding.lookup(negatives[:, 0, :])  # (B, n, d)
-        negative = ops.einsum("btd,bnd->btn", hidden, negative_vectors)
-        collide = ops.equal(negatives, positives[:, :, None])
-        return positive, ops.where(collide, -1e9, negative)
-
-    def _batch_negative_logits(self, hidden: Any, positives: Any, negatives: Any) -> Any:
-        """Logits with one set of n negatives for the whole batch.
-
-        ``negatives (1, 1, n)``: one ``(n, d)`` gather and a ``(B t, d) x (d,
-        n)`` matmul, the full softmax's shape on ``n`` sampled columns, so
-        thousands of negatives cost about what hundreds per sequence do. A
-        negative equal to a position's positive gets -1e9 there (no loss).
-        """
-        positive = ops.sum(self.encoder.item_embedding.lookup(positives) * hidden, axis=-1)
-        drawn = ops.reshape(negatives, (-1,))  # (n,)
-        negative_vectors = self.encoder.item_embedding.lookup(drawn)  # (n, d)
-        negative = ops.einsum("btd,nd->btn", hidden, negative_vectors)
-        collide = ops.equal(drawn[None, None, :], positives[:, :, None])
-        return positive, ops.where(collide, -1e9, negative)
 
     def gbce_beta(self, num_sampled: Any) -> Any:
         """gSASRec's ``beta = alpha (t (1 - 1/alpha) + 1/alpha)``, ``alpha = k / (N - 1)``.
@@ -360,20 +333,6 @@ class SASRec(keras.Model):
         """
         alpha = ops.minimum(ops.cast(num_sampled, "float32") / max(self.num_items - 1, 1), 1.0)
         return alpha * (self.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
-
-    def _full_softmax_loss(self, hidden: Any, positives: Any, valid: Any) -> Any:
-        # Gather the valid positions first: (V, d) @ (d, N) instead of (B, t, N).
-        # Memory is still V x N floats (about 110 MB for V = 1,150 valid
-        # positions and N = 23,715), twice with the gradient.
-        flat_valid = ops.reshape(valid, (-1,))
-        (rows,) = ops.nonzero(flat_valid)
-        states = ops.take(ops.reshape(hidden, (-1, self.hidden_dim)), rows, axis=0)
-        labels = ops.take(ops.reshape(positives, (-1,)), rows, axis=0) - 1
-        # Rows 1..N only, so the padding column never takes probability mass.
-        table = ops.cast(self.item_embeddings, "float32")[1:]
-        logits = ops.matmul(states, ops.transpose(table))
-        losses = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        return ops.sum(losses)
 
     # ----------------------------------------------------------------- scoring
     def score_last(self, item_ids: Any) -> Any:
