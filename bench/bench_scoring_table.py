@@ -1,7 +1,7 @@
 """NumPy engine CPU per request: scoring through the item table's row-major copy or its view.
 
 ``NumpySASRec`` multiplies the last hidden states by a row-major ``(d, N + 1)``
-copy of the item table when the table fits ``_SCORING_COPY_MAX_BYTES``, and by
+copy of the item table when the table fits ``SCORING_COPY_MAX_BYTES``, and by
 the transposed view of the ``(N + 1, d)`` table otherwise. This script loads
 the same model twice, once each way, and times ``Predictor.top_k`` (the
 engine call of a served batch) for batch sizes 1, 16 and 32 on real request
@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     from sasrec.serving.predictor import Predictor
 
     copied = Predictor.load(args.model, engine="numpy")
-    cap = numpy_sasrec._SCORING_COPY_MAX_BYTES
-    numpy_sasrec._SCORING_COPY_MAX_BYTES = 0  # the next load scores through the view
+    cap = numpy_sasrec.SCORING_COPY_MAX_BYTES
+    numpy_sasrec.SCORING_COPY_MAX_BYTES = 0  # the next load scores through the view
     viewed = Predictor.load(args.model, engine="numpy")
-    numpy_sasrec._SCORING_COPY_MAX_BYTES = cap
+    numpy_sasrec.SCORING_COPY_MAX_BYTES = cap
     _, histories = bench_serving.load_histories(2000, seed=0)
     prepared = [copied.prepare(RecommendationRequest(history=tuple(h), k=10)) for h in histories]
     print("| batch | view us/request | copy us/request | copy/view |")

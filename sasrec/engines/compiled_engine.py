@@ -101,8 +101,8 @@ class CompiledEngine(NumpyEngine):
         # first top_k, and under the same size cap as the NumPy engine's
         # scoring copy; past it, from the table itself), so the NumPy
         # engine's copy would only cost memory here.
-        tile_table = fast.table.nbytes <= numpy_sasrec._SCORING_COPY_MAX_BYTES
-        fast._scoring_table = fast.table.T
+        tile_table = fast.table.nbytes <= numpy_sasrec.SCORING_COPY_MAX_BYTES
+        fast.scoring_table = fast.table.T
         settings = {
             "num_items": fast.num_items,
             "max_len": fast.max_len,

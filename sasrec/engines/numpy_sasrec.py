@@ -23,7 +23,7 @@ _MASK_FILL = -1e9
 # BLAS multiplies by it 20-33% faster than through the transposed view of
 # the (N + 1, d) table (Games size, batch 1-32); past this size the memory
 # (one more table) is not worth it.
-_SCORING_COPY_MAX_BYTES = 256 * 1024 * 1024
+SCORING_COPY_MAX_BYTES = 256 * 1024 * 1024
 
 
 class NumpySASRec:
@@ -40,7 +40,7 @@ class NumpySASRec:
     Args:
         model: A built :class:`sasrec.models.SASRec`.
         scoring_copy: Keep a transposed copy of the item table for
-            :meth:`top_k` (up to ``_SCORING_COPY_MAX_BYTES``); False scores
+            :meth:`top_k` (up to ``SCORING_COPY_MAX_BYTES``); False scores
             through the transposed view, for callers that only encode (the
             ANN index built at publishing: one table less in memory).
 
@@ -60,9 +60,9 @@ class NumpySASRec:
         self.window = encoder.attention_window
         self.norm_first = bool(encoder.norm_first)
         self.table = weights["item_embeddings"]  # (N + 1, d)
-        self._scoring_table = (
+        self.scoring_table = (
             np.ascontiguousarray(self.table.T)
-            if scoring_copy and self.table.nbytes <= _SCORING_COPY_MAX_BYTES
+            if scoring_copy and self.table.nbytes <= SCORING_COPY_MAX_BYTES
             else self.table.T
         )  # (d, N + 1)
         self.positions = weights["position_embeddings"]  # (max_len, d)
@@ -151,7 +151,7 @@ class NumpySASRec:
         batch = ids.shape[0]
         if hidden is None:
             hidden, _ = self.encode_last(ids)
-        scores = hidden @ self._scoring_table  # (B, N + 1)
+        scores = hidden @ self.scoring_table  # (B, N + 1)
         scores[:, 0] = -np.inf
         exclude = np.broadcast_to(np.asarray(exclude_history, dtype=bool), (batch,))
         if exclude.any():

@@ -234,7 +234,7 @@ def test_a_table_past_the_copy_cap_is_scored_in_place(monkeypatch: pytest.Monkey
     options = CONFIGS["pre-ln-2-blocks-2-heads"]
     model = trained_like(options, seed=10)
     tiled = CompiledEngine(model)
-    monkeypatch.setattr(numpy_sasrec, "_SCORING_COPY_MAX_BYTES", 0)
+    monkeypatch.setattr(numpy_sasrec, "SCORING_COPY_MAX_BYTES", 0)
     in_place = CompiledEngine(model)
     batch = batch_of(np.random.default_rng(11), options["num_items"], options["max_len"])
     for k in (5, 70):

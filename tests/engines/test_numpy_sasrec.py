@@ -125,11 +125,11 @@ def test_scoring_copy_of_the_table_gives_the_views_answers(monkeypatch):
     keras.utils.set_random_seed(5)
     model = trained_like(SASRec(num_items=60, max_len=5, hidden_dim=8), seed=7)
     copied = NumpySASRec(model)
-    monkeypatch.setattr(numpy_sasrec, "_SCORING_COPY_MAX_BYTES", 0)
+    monkeypatch.setattr(numpy_sasrec, "SCORING_COPY_MAX_BYTES", 0)
     viewed = NumpySASRec(model)
-    assert copied._scoring_table.flags.c_contiguous
-    assert not viewed._scoring_table.flags.c_contiguous
-    np.testing.assert_array_equal(copied._scoring_table, copied.table.T)
+    assert copied.scoring_table.flags.c_contiguous
+    assert not viewed.scoring_table.flags.c_contiguous
+    np.testing.assert_array_equal(copied.scoring_table, copied.table.T)
     histories = histories_batch(np.random.default_rng(1), 5, 60)
     ids, scores = copied.top_k(histories, k=7)
     want_ids, want_scores = viewed.top_k(histories, k=7)
@@ -143,8 +143,8 @@ def test_without_scoring_copy_the_table_is_held_once_and_answers_the_same():
     copied = NumpySASRec(model)
     encoder_only = NumpySASRec(model, scoring_copy=False)
     # The view of the table, not a second table (publishing's ANN build).
-    assert np.shares_memory(encoder_only._scoring_table, encoder_only.table)
-    assert not np.shares_memory(copied._scoring_table, copied.table)
+    assert np.shares_memory(encoder_only.scoring_table, encoder_only.table)
+    assert not np.shares_memory(copied.scoring_table, copied.table)
     histories = histories_batch(np.random.default_rng(1), 5, 60)
     ids, scores = copied.top_k(histories, k=7)
     want_ids, want_scores = encoder_only.top_k(histories, k=7)
